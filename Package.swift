@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+// Hidra: a declarative router for high-rate detector data.
+//
+// Module arrows go one way (see docs/architecture.md):
+//   hidra-run -> HidraNodes -> HidraRuntime -> ZeroMQ
+//   HidraNodes, HidraRuntime -> HidraGraph
+// HidraGraph does no I/O beyond reading the graph file.
+import PackageDescription
+
+let package = Package(
+  name: "Hidra",
+  products: [
+    .executable(name: "hidra-run", targets: ["hidra-run"]),
+    .library(name: "HidraGraph", targets: ["HidraGraph"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+  ],
+  targets: [
+    // System libraries from Debian (libzmq3-dev, libxxhash-dev); see Makefile `setup`.
+    .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+    .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
+    .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+    .target(name: "HidraGraph", dependencies: [.product(name: "Yams", package: "Yams")]),
+    .target(name: "HidraNodes", dependencies: ["HidraGraph"]),
+    .executableTarget(
+      name: "hidra-run",
+      dependencies: [
+        "HidraGraph", "HidraNodes",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .testTarget(name: "HidraGraphTests", dependencies: ["HidraGraph", "HidraNodes"]),
+    .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+  ]
+)
