@@ -25,7 +25,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
   public static func parse(
     _ text: String, schemes: [String], role: EndpointRole
   ) -> Result<Endpoint, EndpointError> {
-    guard let separator = text.range(of: "://") else {
+    guard let separator = text.firstRange(of: "://") else {
       return .failure(
         EndpointError(offset: 0, message: "'\(text)' is not an endpoint: expected SCHEME://ADDRESS"))
     }

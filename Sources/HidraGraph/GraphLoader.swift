@@ -98,7 +98,7 @@ public struct GraphLoader: Sendable {
       let body = String(String.UnicodeScalarView(scalars[(i + 2)..<close]))
       let name: String
       let fallback: String?
-      if let range = body.range(of: ":-") {
+      if let range = body.firstRange(of: ":-") {
         name = String(body[..<range.lowerBound])
         fallback = String(body[range.upperBound...])
       } else {

@@ -291,6 +291,7 @@ private struct Pass {
     let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var broken = Set<String>()  // nodes with an input problem already reported
     for node in graph.nodes {
+      if node.kind.takesInput, node.inputs.isEmpty { broken.insert(node.name) }
       var seen = Set<String>()
       for edge in node.inputs {
         if edge.from == node.name {
@@ -317,23 +318,29 @@ private struct Pass {
       }
     }
     let inCycle = reportCycles(graph, byName: byName)
-    // Reachability from sources, following edges forwards.
+    // Reachability from sources, following edges forwards. Nodes downstream of an
+    // input problem already reported are "explained" and not reported again.
     var reached = Set(graph.nodes.filter { $0.kind == .source }.map(\.name))
+    var explained = broken
     var changed = true
     while changed {
       changed = false
-      for node in graph.nodes where !reached.contains(node.name) {
-        if node.inputs.contains(where: { reached.contains($0.from) }) {
+      for node in graph.nodes {
+        if !reached.contains(node.name), node.inputs.contains(where: { reached.contains($0.from) }) {
           reached.insert(node.name)
+          changed = true
+        }
+        if !explained.contains(node.name), node.inputs.contains(where: { explained.contains($0.from) }) {
+          explained.insert(node.name)
           changed = true
         }
       }
     }
-    for node in graph.nodes where !reached.contains(node.name) && !inCycle.contains(node.name) && !broken.contains(node.name) {
-      // Only report a node whose inputs are all fine; the real cause is reported elsewhere otherwise.
-      if node.kind.takesInput, !node.inputs.isEmpty {
-        diagnostics.error(node.location, "node '\(node.name)' is unreachable: no source feeds it")
-      }
+    for node in graph.nodes
+    where !reached.contains(node.name) && !inCycle.contains(node.name) && !explained.contains(node.name) {
+      let feeding = node.inputs.map(\.from).filter(inCycle.contains)
+      let cause = feeding.isEmpty ? "" : "; it reads only from the cycle through '\(feeding[0])'"
+      diagnostics.error(node.location, "node '\(node.name)' is unreachable: no source feeds it\(cause)")
     }
     if !graph.nodes.isEmpty, !graph.nodes.contains(where: { $0.kind == .source }) {
       diagnostics.error(graph.nodes[0].location, "the graph has no source node, so no frame ever enters it")

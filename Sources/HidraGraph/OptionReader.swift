@@ -28,7 +28,7 @@ struct OptionReader {
         values[entry.key] = value
       }
     }
-    for spec in specs where values[spec.name] == nil && locations[spec.name] == nil {
+    for spec in specs where values[spec.name] == nil && locations[spec.name] == nil && !extraKeys.contains(spec.name) {
       if spec.required {
         diagnostics.error(owner, "\(subject) is missing required option '\(spec.name)'")
       } else if let value = defaultValue(of: spec) {

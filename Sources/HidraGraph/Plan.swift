@@ -1,0 +1,81 @@
+/// What `hidra-run` will start for a graph: one stage per node, and for every edge
+/// the transport and endpoint it uses.
+///
+/// Edges within a host are ZeroMQ `inproc://` pairs inside one process. Edges that
+/// cross hosts are TCP: the consuming host binds `tcp://*:PORT`, with ports given
+/// out from the host's `base_port` in the order the edges are written, and the
+/// producing host connects to `tcp://ADDRESS:PORT`.
+public struct Plan: Sendable {
+  public struct Stage: Sendable {
+    public var name: String
+    public var type: String
+    public var kind: NodeKind
+    public var host: String?
+    /// The name of the stage's thread (as `top -H` shows it).
+    public var thread: String
+  }
+
+  public struct Link: Sendable {
+    public enum Transport: String, Sendable { case inproc, tcp }
+    public var edge: Edge
+    public var transport: Transport
+    /// Where the consumer binds.
+    public var bind: String
+    /// Where the producer connects.
+    public var connect: String
+  }
+
+  public var graph: String
+  public var stages: [Stage]
+  public var links: [Link]
+
+  /// Compiles a checked graph. The graph must be valid.
+  public init(_ graph: Graph) {
+    self.graph = graph.name
+    let defaultHost = graph.hosts.first?.name
+    func host(of name: String) -> String? { graph.node(name)?.host ?? defaultHost }
+    stages = graph.nodes.map {
+      Stage(name: $0.name, type: $0.type, kind: $0.kind, host: $0.host ?? defaultHost, thread: Self.threadName($0.name))
+    }
+    var nextPort: [String: Int] = [:]
+    links = graph.edges.map { edge in
+      let producerHost = host(of: edge.from)
+      let consumerHost = host(of: edge.to)
+      if producerHost == consumerHost {
+        let endpoint = "inproc://hidra/\(graph.name)/\(edge.from)/\(edge.to)"
+        return Link(edge: edge, transport: .inproc, bind: endpoint, connect: endpoint)
+      }
+      let target = graph.hosts.first { $0.name == consumerHost }!
+      let port = nextPort[target.name, default: target.basePort]
+      nextPort[target.name] = port + 1
+      return Link(edge: edge, transport: .tcp, bind: "tcp://*:\(port)", connect: "tcp://\(target.address):\(port)")
+    }
+  }
+
+  /// Linux limits thread names to 15 bytes.
+  static func threadName(_ node: String) -> String { String(("h:" + node).utf8.prefix(15)) ?? "h:stage" }
+
+  /// A readable listing for `hidra-run plan`.
+  public var text: String {
+    var out = "graph \(graph): \(stages.count) stage\(stages.count == 1 ? "" : "s"), \(links.count) edge\(links.count == 1 ? "" : "s")\n\nstages:\n"
+    let width = stages.map(\.name.count).max() ?? 0
+    for stage in stages {
+      let host = stage.host.map { " on host \($0)" } ?? ""
+      out += "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\n"
+    }
+    out += "\nedges:\n"
+    for link in links {
+      out += "  \(link.edge.from) -> \(link.edge.to): \(Rendering.edgeLabel(link.edge.qos).replacing("\n", with: ", "))\n"
+      if link.bind == link.connect {
+        out += "      \(link.bind)\n"
+      } else {
+        out += "      \(link.transport.rawValue): \(link.edge.to) binds \(link.bind), \(link.edge.from) connects \(link.connect)\n"
+      }
+    }
+    return out
+  }
+}
+
+extension String {
+  func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
