@@ -31,7 +31,15 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .testTarget(name: "HidraGraphTests", dependencies: ["HidraGraph", "HidraNodes"]),
+    .executableTarget(
+      name: "hidra-bench",
+      dependencies: ["HidraGraph", "HidraNodes", .product(name: "Yams", package: "Yams")],
+      path: "bench/hidra-bench"
+    ),
+    .testTarget(
+      name: "HidraGraphTests", dependencies: ["HidraGraph", "HidraNodes"],
+      exclude: ["Fixtures"]  // read at test time from #filePath, not bundled
+    ),
     .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
   ]
 )

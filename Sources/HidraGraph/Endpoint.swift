@@ -9,6 +9,13 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
   /// Path for ipc/inproc (the socket file or name) and http (the URL path, may be empty).
   public var path: String
 
+  public init(scheme: String, host: String, port: Int?, path: String) {
+    self.scheme = scheme
+    self.host = host
+    self.port = port
+    self.path = path
+  }
+
   public var description: String {
     switch scheme {
     case "tcp", "http", "https":
@@ -56,7 +63,8 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     if let slash = authority.firstIndex(of: "/") {
       guard scheme != "tcp" else {
         return .failure(
-          EndpointError(offset: restOffset + rest.distance(from: rest.startIndex, to: slash),
+          EndpointError(
+            offset: restOffset + rest.distance(from: rest.startIndex, to: slash),
             message: "a tcp:// endpoint has no path; expected tcp://HOST:PORT"))
       }
       path = String(authority[slash...])
@@ -70,7 +78,9 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
       }
       host = authority[authority.index(after: authority.startIndex)..<close]
       let after = authority[authority.index(after: close)...]
-      if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
+      if after.hasPrefix(":") {
+        portText = after.dropFirst()
+      } else if !after.isEmpty {
         return .failure(EndpointError(offset: restOffset, message: "expected ':PORT' after the IPv6 address"))
       }
     } else if let colon = authority.lastIndex(of: ":") {
@@ -79,31 +89,41 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     } else {
       host = authority
     }
-    let portOffset = restOffset + (portText.map { rest.distance(from: rest.startIndex, to: $0.startIndex) } ?? 0)
+    let portOffset =
+      restOffset + (portText.map { rest.distance(from: rest.startIndex, to: $0.startIndex) } ?? 0)
     guard !host.isEmpty else {
-      return .failure(EndpointError(offset: restOffset, message: "\(scheme):// needs a host, such as 127.0.0.1 or *"))
+      return .failure(
+        EndpointError(offset: restOffset, message: "\(scheme):// needs a host, such as 127.0.0.1 or *"))
     }
     if host == "*" && role == .connect {
-      return .failure(EndpointError(offset: restOffset, message: "cannot connect to '*'; name the host to connect to"))
+      return .failure(
+        EndpointError(offset: restOffset, message: "cannot connect to '*'; name the host to connect to"))
     }
     let hostCharacters = host.unicodeScalars.allSatisfy {
       ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
         || [".", "-", "_", ":", "*", "%"].contains($0)
     }
     guard hostCharacters else {
-      return .failure(EndpointError(offset: restOffset, message: "'\(host)' is not a valid host name or address"))
+      return .failure(
+        EndpointError(offset: restOffset, message: "'\(host)' is not a valid host name or address"))
     }
     var port: Int?
     switch portText {
     case nil:
-      if scheme == "http" { port = 80 } else if scheme == "https" { port = 443 } else {
-        return .failure(EndpointError(offset: restOffset, message: "\(scheme):// needs a port: \(scheme)://HOST:PORT"))
+      if scheme == "http" {
+        port = 80
+      } else if scheme == "https" {
+        port = 443
+      } else {
+        return .failure(
+          EndpointError(offset: restOffset, message: "\(scheme):// needs a port: \(scheme)://HOST:PORT"))
       }
     case "*"? where role == .listen && scheme == "tcp":
       port = nil
     case let text?:
       guard let number = Int(text), (1...65535).contains(number) else {
-        return .failure(EndpointError(offset: portOffset, message: "port '\(text)' is not a number from 1 to 65535"))
+        return .failure(
+          EndpointError(offset: portOffset, message: "port '\(text)' is not a number from 1 to 65535"))
       }
       port = number
     }

@@ -58,7 +58,8 @@ public indirect enum OptionValue: Sendable, Hashable, CustomStringConvertible {
     case .perSecond(let r): return Units.formatRate(r)
     case .list(let items): return "[" + items.map(\.description).joined(separator: ", ") + "]"
     case .record(let fields):
-      return "{" + fields.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+      return "{" + fields.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        + "}"
     }
   }
 }

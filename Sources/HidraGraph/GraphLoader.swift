@@ -91,7 +91,8 @@ public struct GraphLoader: Sendable {
         continue
       }
       guard let close = scalars[(i + 2)...].firstIndex(of: "}") else {
-        diagnostics.error(location.advanced(by: i), "'${' without a closing '}'", hint: "write '$$' for a literal '$'")
+        diagnostics.error(
+          location.advanced(by: i), "'${' without a closing '}'", hint: "write '$$' for a literal '$'")
         output.append(contentsOf: scalars[i...])
         break
       }
@@ -151,7 +152,8 @@ public struct GraphLoader: Sendable {
         .error, at: SourceLocation(file: file, line: 1, column: 1),
         "cannot read the file as UTF-8 text: \(problem)\(offset.map { " at byte \($0)" } ?? "")")
     default:
-      return Diagnostic(.error, at: SourceLocation(file: file, line: 1, column: 1), "cannot read YAML: \(error)")
+      return Diagnostic(
+        .error, at: SourceLocation(file: file, line: 1, column: 1), "cannot read YAML: \(error)")
     }
   }
 }

@@ -50,7 +50,8 @@ private struct Pass {
 
   mutating func run(_ root: ConfigValue) -> Graph? {
     guard let entries = root.entries else {
-      diagnostics.error(root.location, "a graph file is a mapping with 'graph:' and 'nodes:', got \(root.kindDescription)")
+      diagnostics.error(
+        root.location, "a graph file is a mapping with 'graph:' and 'nodes:', got \(root.kindDescription)")
       return nil
     }
     var reader = OptionReader()
@@ -60,9 +61,11 @@ private struct Pass {
     diagnostics.append(contentsOf: reader.diagnostics)
     let stem = file.split(separator: "/").last.map { String($0.split(separator: ".").first ?? $0) } ?? "graph"
     var graph = Graph(
-      name: top["graph"]?.string ?? stem, description: top["description"]?.string, file: file, hosts: [], nodes: [])
+      name: top["graph"]?.string ?? stem, description: top["description"]?.string, file: file, hosts: [],
+      nodes: [])
     if let nameEntry = root["graph"], !Self.isName(graph.name) {
-      diagnostics.error(nameEntry.value.location, "graph name '\(graph.name)' may only contain \(Self.namePattern)")
+      diagnostics.error(
+        nameEntry.value.location, "graph name '\(graph.name)' may only contain \(Self.namePattern)")
     }
     if let hosts = root["hosts"] { graph.hosts = readHosts(hosts.value) }
     guard let nodesEntry = root["nodes"] else {
@@ -71,7 +74,8 @@ private struct Pass {
     }
     guard let nodeEntries = nodesEntry.value.entries else {
       diagnostics.error(
-        nodesEntry.value.location, "'nodes' expects a mapping of node name to node, got \(nodesEntry.value.kindDescription)")
+        nodesEntry.value.location,
+        "'nodes' expects a mapping of node name to node, got \(nodesEntry.value.kindDescription)")
       return graph
     }
     if nodeEntries.isEmpty {
@@ -89,7 +93,9 @@ private struct Pass {
 
   mutating func readHosts(_ value: ConfigValue) -> [Host] {
     guard let entries = value.entries else {
-      diagnostics.error(value.location, "'hosts' expects a mapping of host name to {address: ...}, got \(value.kindDescription)")
+      diagnostics.error(
+        value.location,
+        "'hosts' expects a mapping of host name to {address: ...}, got \(value.kindDescription)")
       return []
     }
     var hosts: [Host] = []
@@ -98,7 +104,9 @@ private struct Pass {
         diagnostics.error(entry.keyLocation, "host name '\(entry.key)' may only contain \(Self.namePattern)")
       }
       guard let fields = entry.value.entries else {
-        diagnostics.error(entry.value.location, "host '\(entry.key)' expects a mapping with 'address', got \(entry.value.kindDescription)")
+        diagnostics.error(
+          entry.value.location,
+          "host '\(entry.key)' expects a mapping with 'address', got \(entry.value.kindDescription)")
         continue
       }
       var reader = OptionReader()
@@ -107,7 +115,9 @@ private struct Pass {
       diagnostics.append(contentsOf: reader.diagnostics)
       guard let address = values["address"]?.string else { continue }
       hosts.append(
-        Host(name: entry.key, address: address, basePort: values["base_port"]?.integer ?? 5600, location: entry.keyLocation))
+        Host(
+          name: entry.key, address: address, basePort: values["base_port"]?.integer ?? 5600,
+          location: entry.keyLocation))
     }
     return hosts
   }
@@ -120,21 +130,28 @@ private struct Pass {
       diagnostics.error(entry.keyLocation, "node name '\(name)' may only contain \(Self.namePattern)")
     }
     guard let fields = entry.value.entries else {
-      diagnostics.error(entry.value.location, "node '\(name)' expects a mapping with 'type:', got \(entry.value.kindDescription)")
+      diagnostics.error(
+        entry.value.location,
+        "node '\(name)' expects a mapping with 'type:', got \(entry.value.kindDescription)")
       return nil
     }
     guard let typeEntry = fields.first(where: { $0.key == "type" }) else {
-      diagnostics.error(entry.keyLocation, "node '\(name)' has no 'type'", hint: "one of: " + catalog.names.joined(separator: ", "))
+      diagnostics.error(
+        entry.keyLocation, "node '\(name)' has no 'type'",
+        hint: "one of: " + catalog.names.joined(separator: ", "))
       return nil
     }
     guard let typeName = typeEntry.value.scalar else {
-      diagnostics.error(typeEntry.value.location, "'type' of node '\(name)' expects a node type name, got \(typeEntry.value.kindDescription)")
+      diagnostics.error(
+        typeEntry.value.location,
+        "'type' of node '\(name)' expects a node type name, got \(typeEntry.value.kindDescription)")
       return nil
     }
     guard let spec = catalog[typeName] else {
       diagnostics.error(
         typeEntry.value.location, "unknown node type '\(typeName)' for node '\(name)'",
-        hint: Suggest.hint(for: typeName, in: catalog.names) ?? "known types: " + catalog.names.joined(separator: ", "))
+        hint: Suggest.hint(for: typeName, in: catalog.names) ?? "known types: "
+          + catalog.names.joined(separator: ", "))
       return nil
     }
     let subject = "\(typeName) node '\(name)'"
@@ -152,8 +169,11 @@ private struct Pass {
       switch field.key {
       case "host": node.host = readHost(field, hosts: hosts, node: name)
       case "description":
-        if let text = field.value.scalar { node.description = text } else {
-          diagnostics.error(field.value.location, "'description' expects a string, got \(field.value.kindDescription)")
+        if let text = field.value.scalar {
+          node.description = text
+        } else {
+          diagnostics.error(
+            field.value.location, "'description' expects a string, got \(field.value.kindDescription)")
         }
       default: break
       }
@@ -172,15 +192,18 @@ private struct Pass {
 
   mutating func readHost(_ field: ConfigEntry, hosts: [Host], node: String) -> String? {
     guard let host = field.value.scalar else {
-      diagnostics.error(field.value.location, "'host' expects a host name, got \(field.value.kindDescription)")
+      diagnostics.error(
+        field.value.location, "'host' expects a host name, got \(field.value.kindDescription)")
       return nil
     }
     if hosts.isEmpty {
-      diagnostics.error(field.value.location, "node '\(node)' names host '\(host)' but the graph declares no 'hosts:'")
+      diagnostics.error(
+        field.value.location, "node '\(node)' names host '\(host)' but the graph declares no 'hosts:'")
     } else if !hosts.contains(where: { $0.name == host }) {
       diagnostics.error(
         field.value.location, "unknown host '\(host)' for node '\(node)'",
-        hint: Suggest.hint(for: host, in: hosts.map(\.name)) ?? "declared hosts: " + hosts.map(\.name).joined(separator: ", "))
+        hint: Suggest.hint(for: host, in: hosts.map(\.name)) ?? "declared hosts: "
+          + hosts.map(\.name).joined(separator: ", "))
     }
     return host
   }
@@ -195,7 +218,8 @@ private struct Pass {
         if given.isEmpty {
           diagnostics.error(node.location, "\(subject) needs \(list)")
         } else if given.count > 1 {
-          diagnostics.error(node.optionLocations[given[1]] ?? node.location, "\(subject) takes only one of \(list)")
+          diagnostics.error(
+            node.optionLocations[given[1]] ?? node.location, "\(subject) takes only one of \(list)")
         }
       case .atMostOne(let names):
         let given = names.filter(written.contains)
@@ -207,7 +231,8 @@ private struct Pass {
       case .requires(let option, let value, let required):
         if node.options[option]?.string == value, !written.contains(required) {
           diagnostics.error(
-            node.optionLocations[option] ?? node.location, "\(subject) with \(option): \(value) needs option '\(required)'")
+            node.optionLocations[option] ?? node.location,
+            "\(subject) with \(option): \(value) needs option '\(required)'")
         }
       case .onlyWhen(let option, let other, let values):
         if written.contains(option), let actual = node.options[other]?.string, !values.contains(actual) {
@@ -228,7 +253,9 @@ private struct Pass {
     let input = fields.first { $0.key == "input" }
     let inputs = fields.first { $0.key == "inputs" }
     if let input, let inputs {
-      diagnostics.error(inputs.keyLocation, "\(subject) has both 'input' and 'inputs'; use one", hint: "'inputs' takes a list")
+      diagnostics.error(
+        inputs.keyLocation, "\(subject) has both 'input' and 'inputs'; use one", hint: "'inputs' takes a list"
+      )
       _ = input
       return []
     }
@@ -245,7 +272,9 @@ private struct Pass {
     let items: [ConfigValue]
     if written.key == "inputs" {
       guard let list = written.value.items else {
-        diagnostics.error(written.value.location, "'inputs' expects a list of inputs, got \(written.value.kindDescription)", hint: "for one input write 'input:'")
+        diagnostics.error(
+          written.value.location, "'inputs' expects a list of inputs, got \(written.value.kindDescription)",
+          hint: "for one input write 'input:'")
         return []
       }
       if list.isEmpty { diagnostics.error(written.value.location, "'inputs' is empty") }
@@ -263,7 +292,8 @@ private struct Pass {
     case .mapping(let entries):
       var reader = OptionReader()
       let (options, locations) = reader.readMapping(
-        entries, specs: GraphLanguage.edgeOptions, subject: "the input of node '\(node)'", owner: value.location)
+        entries, specs: GraphLanguage.edgeOptions, subject: "the input of node '\(node)'",
+        owner: value.location)
       diagnostics.append(contentsOf: reader.diagnostics)
       guard let from = options["from"]?.string else { return nil }
       let delivery = options["delivery"]?.string.flatMap(Delivery.init(rawValue:)) ?? .guaranteed
@@ -275,12 +305,14 @@ private struct Pass {
       let fromLocation = entries.first { $0.key == "from" }?.value.location ?? value.location
       if qos.spill != nil, delivery != .guaranteed {
         diagnostics.error(
-          locations["spill"] ?? value.location, "'spill' only applies to guaranteed edges; this edge is \(delivery.rawValue)",
+          locations["spill"] ?? value.location,
+          "'spill' only applies to guaranteed edges; this edge is \(delivery.rawValue)",
           hint: "a \(delivery.rawValue) edge drops frames instead of spilling them")
       }
       return Edge(from: from, to: node, qos: qos, location: fromLocation)
     default:
-      diagnostics.error(value.location, "an input is a node name or a mapping with 'from:', got \(value.kindDescription)")
+      diagnostics.error(
+        value.location, "an input is a node name or a mapping with 'from:', got \(value.kindDescription)")
       return nil
     }
   }
@@ -290,6 +322,7 @@ private struct Pass {
   mutating func checkStructure(_ graph: Graph, declared: Set<String>) {
     let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var broken = Set<String>()  // nodes with an input problem already reported
+    var probablyRead = Set<String>()  // nodes a misspelt input most likely meant
     for node in graph.nodes {
       if node.kind.takesInput, node.inputs.isEmpty { broken.insert(node.name) }
       var seen = Set<String>()
@@ -300,14 +333,17 @@ private struct Pass {
         } else if let producer = byName[edge.from] {
           if !producer.kind.hasOutput {
             diagnostics.error(
-              edge.location, "node '\(node.name)' reads from '\(edge.from)', a \(producer.type) node, which has no output",
+              edge.location,
+              "node '\(node.name)' reads from '\(edge.from)', a \(producer.type) node, which has no output",
               hint: "stores and forwards end the graph; read from the node that feeds '\(edge.from)'")
             broken.insert(node.name)
           }
         } else if !declared.contains(edge.from) {
+          let meant = Suggest.nearest(to: edge.from, in: graph.nodes.map(\.name))
+          if let meant { probablyRead.insert(meant) }
           diagnostics.error(
             edge.location, "node '\(node.name)' reads from unknown node '\(edge.from)'",
-            hint: Suggest.hint(for: edge.from, in: graph.nodes.map(\.name)))
+            hint: meant.map { "did you mean '\($0)'?" })
           broken.insert(node.name)
         } else {
           broken.insert(node.name)  // the producer itself failed to load
@@ -345,11 +381,12 @@ private struct Pass {
     if !graph.nodes.isEmpty, !graph.nodes.contains(where: { $0.kind == .source }) {
       diagnostics.error(graph.nodes[0].location, "the graph has no source node, so no frame ever enters it")
     }
-    // Outputs that nobody reads.
-    let read = Set(graph.edges.map(\.from))
+    // Outputs that nobody reads (not counting a node a misspelt input meant).
+    let read = Set(graph.edges.map(\.from)).union(probablyRead)
     for node in graph.nodes where node.kind.hasOutput && !read.contains(node.name) {
       diagnostics.warning(
-        node.location, "the output of \(node.type) node '\(node.name)' is not read by any node; its frames go nowhere")
+        node.location,
+        "the output of \(node.type) node '\(node.name)' is not read by any node; its frames go nowhere")
     }
     checkEdgeQoS(graph, byName: byName)
   }
@@ -429,14 +466,19 @@ private struct Pass {
       guard let spec = catalog[node.type] else { continue }
       let host = node.host ?? defaultHost
       for option in spec.options {
-        guard let value = node.options[option.name]?.string, let location = node.optionLocations[option.name] else { continue }
+        guard let value = node.options[option.name]?.string, let location = node.optionLocations[option.name]
+        else { continue }
         switch option.type {
         case .endpoint(let schemes, .listen):
-          guard case .success(let endpoint) = Endpoint.parse(value, schemes: schemes, role: .listen) else { continue }
-          if let clash = listeners.first(where: { $0.host == host && $0.endpoint.conflicts(with: endpoint) }) {
+          guard case .success(let endpoint) = Endpoint.parse(value, schemes: schemes, role: .listen) else {
+            continue
+          }
+          if let clash = listeners.first(where: { $0.host == host && $0.endpoint.conflicts(with: endpoint) })
+          {
             diagnostics.error(
               location,
-              "node '\(node.name)' listens on \(value), which node '\(clash.node)' already listens on (\(clash.location))")
+              "node '\(node.name)' listens on \(value), which node '\(clash.node)' already listens on (\(clash.location))"
+            )
           }
           listeners.append((host, endpoint, node.name, location))
         case .path(.exclusiveRoot):
@@ -444,10 +486,13 @@ private struct Pass {
           if let clash = roots.first(where: {
             $0.host == host && (components.starts(with: $0.path) || $0.path.starts(with: components))
           }) {
-            let relation = components == clash.path ? "is the same as" : (components.count > clash.path.count ? "is inside" : "contains")
+            let relation =
+              components == clash.path
+              ? "is the same as" : (components.count > clash.path.count ? "is inside" : "contains")
             diagnostics.error(
               location,
-              "root \(value) of node '\(node.name)' \(relation) root \(clash.text) of node '\(clash.node)' (\(clash.location)); two stores would write into the same tree")
+              "root \(value) of node '\(node.name)' \(relation) root \(clash.text) of node '\(clash.node)' (\(clash.location)); two stores would write into the same tree"
+            )
           }
           roots.append((host, components, value, node.name, location))
         default:
@@ -461,7 +506,11 @@ private struct Pass {
   static func normalize(_ path: String) -> [Substring] {
     var output: [Substring] = path.hasPrefix("/") ? ["/"] : []
     for component in path.split(separator: "/") where component != "." {
-      if component == "..", let last = output.last, last != "/", last != ".." { output.removeLast() } else { output.append(component) }
+      if component == "..", let last = output.last, last != "/", last != ".." {
+        output.removeLast()
+      } else {
+        output.append(component)
+      }
     }
     return output
   }
@@ -469,7 +518,8 @@ private struct Pass {
   static func isName(_ name: String) -> Bool {
     !name.isEmpty
       && name.unicodeScalars.allSatisfy {
-        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-"
+          || $0 == "_"
       }
   }
 }

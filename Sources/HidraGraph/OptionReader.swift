@@ -28,7 +28,8 @@ struct OptionReader {
         values[entry.key] = value
       }
     }
-    for spec in specs where values[spec.name] == nil && locations[spec.name] == nil && !extraKeys.contains(spec.name) {
+    for spec in specs
+    where values[spec.name] == nil && locations[spec.name] == nil && !extraKeys.contains(spec.name) {
       if spec.required {
         diagnostics.error(owner, "\(subject) is missing required option '\(spec.name)'")
       } else if let value = defaultValue(of: spec) {
@@ -43,8 +44,10 @@ struct OptionReader {
     if let text = spec.defaultValue {
       var reader = OptionReader()
       let location = SourceLocation(file: "<default>", line: 1, column: 1)
-      let value = reader.read(ConfigValue(.scalar(text, quoted: false), at: location), as: spec.type, option: spec.name)
-      precondition(!reader.diagnostics.hasErrors, "default of '\(spec.name)' does not read as \(spec.type.name)")
+      let value = reader.read(
+        ConfigValue(.scalar(text, quoted: false), at: location), as: spec.type, option: spec.name)
+      precondition(
+        !reader.diagnostics.hasErrors, "default of '\(spec.name)' does not read as \(spec.type.name)")
       return value
     }
     // A record without a written value still has its fields' defaults.
@@ -66,17 +69,24 @@ struct OptionReader {
       let items = value.items ?? (value.isNull ? [] : [value])
       if value.isNull { return mismatch("a list of \(element.name)") }
       if items.count < minCount {
-        diagnostics.error(value.location, "'\(option)' needs at least \(minCount) item\(minCount == 1 ? "" : "s")")
+        diagnostics.error(
+          value.location, "'\(option)' needs at least \(minCount) item\(minCount == 1 ? "" : "s")")
         return nil
       }
       var output: [OptionValue] = []
       var ok = true
       for item in items {
-        if let checked = read(item, as: element, option: option) { output.append(checked) } else { ok = false }
+        if let checked = read(item, as: element, option: option) {
+          output.append(checked)
+        } else {
+          ok = false
+        }
       }
       return ok ? .list(output) : nil
     case .record(let fields):
-      guard let entries = value.entries else { return mismatch("a mapping with " + fields.map { "'\($0.name)'" }.joined(separator: ", ")) }
+      guard let entries = value.entries else {
+        return mismatch("a mapping with " + fields.map { "'\($0.name)'" }.joined(separator: ", "))
+      }
       let before = diagnostics.all.count
       let (values, _) = readMapping(entries, specs: fields, subject: "'\(option)'", owner: value.location)
       return diagnostics.all.count == before ? .record(values) : nil
@@ -107,7 +117,9 @@ struct OptionReader {
       if let max, number > max { return outOfRange(value, option, "at most \(max)") }
       return .integer(number)
     case .number(let min, let max):
-      guard let number = Double(text.replacingUnderscores), number.isFinite else { return mismatch(Self.expectation(type)) }
+      guard let number = Double(text.replacingUnderscores), number.isFinite else {
+        return mismatch(Self.expectation(type))
+      }
       if let min, number < min { return outOfRange(value, option, "at least \(Units.trim(min))") }
       if let max, number > max { return outOfRange(value, option, "at most \(Units.trim(max))") }
       return .number(number)
@@ -138,14 +150,17 @@ struct OptionReader {
       }
       let all = words + prefixes.map { "\($0)ARG" }
       diagnostics.error(
-        value.location, "'\(option)' must be one of \(all.map { "'\($0)'" }.joined(separator: ", ")), got '\(text)'",
+        value.location,
+        "'\(option)' must be one of \(all.map { "'\($0)'" }.joined(separator: ", ")), got '\(text)'",
         hint: Suggest.hint(for: text, in: words))
       return nil
     case .endpoint(let schemes, let role):
       switch Endpoint.parse(text, schemes: schemes, role: role) {
       case .success: return .string(text)
       case .failure(let error):
-        diagnostics.error(value.location.advanced(by: quotedOffset(quoted, value) + error.offset), "'\(option)': \(error.message)")
+        diagnostics.error(
+          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          "'\(option)': \(error.message)")
         return nil
       }
     case .path:
@@ -160,7 +175,8 @@ struct OptionReader {
       case .success: return .string(text)
       case .failure(let error):
         diagnostics.error(
-          value.location.advanced(by: quotedOffset(quoted, value) + error.offset), "'\(option)': \(error.message)",
+          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          "'\(option)': \(error.message)",
           hint: error.hint)
         return nil
       }
@@ -169,18 +185,23 @@ struct OptionReader {
         _ = try Regex(text)
         return .string(text)
       } catch {
-        diagnostics.error(value.location, "'\(option)' is not a valid regular expression: \(Self.firstLine(of: error))")
+        diagnostics.error(
+          value.location, "'\(option)' is not a valid regular expression: \(Self.firstLine(of: error))")
         return nil
       }
     case .glob:
       switch Glob.parse(text) {
       case .success: return .string(text)
       case .failure(let error):
-        diagnostics.error(value.location.advanced(by: quotedOffset(quoted, value) + error.offset), "'\(option)': \(error.message)")
+        diagnostics.error(
+          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          "'\(option)': \(error.message)")
         return nil
       }
     case .list, .record, .dictionary:
       return nil  // handled above
+    case .input, .node:
+      preconditionFailure("edges and nodes are read by GraphValidator, not as options")
     }
   }
 
@@ -207,7 +228,8 @@ struct OptionReader {
     case .duration: return Units.durationForm
     case .rate: return Units.rateForm
     case .choice: return type.name
-    case .endpoint(let schemes, _): return "an endpoint (" + schemes.map { "\($0)://..." }.joined(separator: ", ") + ")"
+    case .endpoint(let schemes, _):
+      return "an endpoint (" + schemes.map { "\($0)://..." }.joined(separator: ", ") + ")"
     case .path: return "a path"
     case .template: return "a path template"
     case .regex: return "a regular expression"
@@ -215,6 +237,8 @@ struct OptionReader {
     case .list(let element, _): return "a list of \(element.name)"
     case .record: return "a mapping"
     case .dictionary(let element): return "a mapping of name to \(element.name)"
+    case .input: return "a node name or a mapping with 'from:'"
+    case .node: return "a mapping with 'type:'"
     }
   }
 

@@ -58,6 +58,11 @@ public indirect enum OptionType: Sendable {
   case record([OptionSpec])
   /// A mapping with free keys and values of one type.
   case dictionary(OptionType)
+  /// An edge: a node name, or a mapping with `from:` and the edge options
+  /// (`GraphLanguage.edgeOptions`). Read by the validator itself.
+  case input
+  /// A node: a mapping with `type:` and that type's options. Read by the validator itself.
+  case node
 
   /// How the type is named in errors and in the reference.
   public var name: String {
@@ -81,6 +86,8 @@ public indirect enum OptionType: Sendable {
     case .list(let element, _): return "list of \(element.name)"
     case .record: return "mapping"
     case .dictionary(let element): return "mapping of name to \(element.name)"
+    case .input: return "node name or edge mapping"
+    case .node: return "node"
     }
   }
 

@@ -27,10 +27,13 @@ public struct PathTemplate: Sendable, Hashable {
   }
 
   /// Parses `text`, accepting the `allowed` fields and, if `attributes`, any `attr.NAME`.
-  public static func parse(_ text: String, allowed: [String], attributes: Bool) -> Result<PathTemplate, ParseError> {
+  public static func parse(_ text: String, allowed: [String], attributes: Bool) -> Result<
+    PathTemplate, ParseError
+  > {
     let scalars = Array(text.unicodeScalars)
     if scalars.first == "/" {
-      return .failure(ParseError(offset: 0, message: "a path template must be relative to the root, not start with '/'"))
+      return .failure(
+        ParseError(offset: 0, message: "a path template must be relative to the root, not start with '/'"))
     }
     var segments: [Segment] = []
     var literal = String.UnicodeScalarView()
@@ -39,7 +42,9 @@ public struct PathTemplate: Sendable, Hashable {
       let c = scalars[i]
       if c == "}" {
         guard i + 1 < scalars.count, scalars[i + 1] == "}" else {
-          return .failure(ParseError(offset: i, message: "unmatched '}' in path template", hint: "write '}}' for a literal brace"))
+          return .failure(
+            ParseError(
+              offset: i, message: "unmatched '}' in path template", hint: "write '}}' for a literal brace"))
         }
         literal.append("}")
         i += 2
@@ -56,7 +61,9 @@ public struct PathTemplate: Sendable, Hashable {
         continue
       }
       guard let close = scalars[(i + 1)...].firstIndex(of: "}") else {
-        return .failure(ParseError(offset: i, message: "unclosed '{' in path template", hint: "write '{{' for a literal brace"))
+        return .failure(
+          ParseError(
+            offset: i, message: "unclosed '{' in path template", hint: "write '{{' for a literal brace"))
       }
       let body = String(String.UnicodeScalarView(scalars[(i + 1)..<close]))
       let parts = body.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
@@ -67,7 +74,8 @@ public struct PathTemplate: Sendable, Hashable {
         if hint == nil {
           hint = "known fields: " + allowed.joined(separator: ", ") + (attributes ? ", attr.NAME" : "")
         }
-        return .failure(ParseError(offset: i + 1, message: "unknown field '\(name)' in path template", hint: hint))
+        return .failure(
+          ParseError(offset: i + 1, message: "unknown field '\(name)' in path template", hint: hint))
       }
       var width = 0
       var zeroPad = false
@@ -75,7 +83,9 @@ public struct PathTemplate: Sendable, Hashable {
         let spec = parts[1]
         guard let number = Int(spec), number >= 0, number <= 64, spec.allSatisfy(\.isNumber) else {
           return .failure(
-            ParseError(offset: i + 1 + name.count + 1, message: "format '\(spec)' of field '\(name)' is not a width such as 06 or 4"))
+            ParseError(
+              offset: i + 1 + name.count + 1,
+              message: "format '\(spec)' of field '\(name)' is not a width such as 06 or 4"))
         }
         width = number
         zeroPad = spec.hasPrefix("0")

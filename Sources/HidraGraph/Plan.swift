@@ -33,9 +33,13 @@ public struct Plan: Sendable {
   public init(_ graph: Graph) {
     self.graph = graph.name
     let defaultHost = graph.hosts.first?.name
-    func host(of name: String) -> String? { graph.node(name)?.host ?? defaultHost }
+    let hostOf = Dictionary(
+      graph.nodes.map { ($0.name, $0.host ?? defaultHost) }, uniquingKeysWith: { a, _ in a })
+    func host(of name: String) -> String? { hostOf[name] ?? defaultHost }
     stages = graph.nodes.map {
-      Stage(name: $0.name, type: $0.type, kind: $0.kind, host: $0.host ?? defaultHost, thread: Self.threadName($0.name))
+      Stage(
+        name: $0.name, type: $0.type, kind: $0.kind, host: $0.host ?? defaultHost,
+        thread: Self.threadName($0.name))
     }
     var nextPort: [String: Int] = [:]
     links = graph.edges.map { edge in
@@ -48,7 +52,8 @@ public struct Plan: Sendable {
       let target = graph.hosts.first { $0.name == consumerHost }!
       let port = nextPort[target.name, default: target.basePort]
       nextPort[target.name] = port + 1
-      return Link(edge: edge, transport: .tcp, bind: "tcp://*:\(port)", connect: "tcp://\(target.address):\(port)")
+      return Link(
+        edge: edge, transport: .tcp, bind: "tcp://*:\(port)", connect: "tcp://\(target.address):\(port)")
     }
   }
 
@@ -57,19 +62,23 @@ public struct Plan: Sendable {
 
   /// A readable listing for `hidra-run plan`.
   public var text: String {
-    var out = "graph \(graph): \(stages.count) stage\(stages.count == 1 ? "" : "s"), \(links.count) edge\(links.count == 1 ? "" : "s")\n\nstages:\n"
+    var out =
+      "graph \(graph): \(stages.count) stage\(stages.count == 1 ? "" : "s"), \(links.count) edge\(links.count == 1 ? "" : "s")\n\nstages:\n"
     let width = stages.map(\.name.count).max() ?? 0
     for stage in stages {
       let host = stage.host.map { " on host \($0)" } ?? ""
-      out += "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\n"
+      out +=
+        "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\n"
     }
     out += "\nedges:\n"
     for link in links {
-      out += "  \(link.edge.from) -> \(link.edge.to): \(Rendering.edgeLabel(link.edge.qos).replacing("\n", with: ", "))\n"
+      out +=
+        "  \(link.edge.from) -> \(link.edge.to): \(Rendering.edgeLabel(link.edge.qos).replacing("\n", with: ", "))\n"
       if link.bind == link.connect {
         out += "      \(link.bind)\n"
       } else {
-        out += "      \(link.transport.rawValue): \(link.edge.to) binds \(link.bind), \(link.edge.from) connects \(link.connect)\n"
+        out +=
+          "      \(link.transport.rawValue): \(link.edge.to) binds \(link.bind), \(link.edge.from) connects \(link.connect)\n"
       }
     }
     return out
@@ -77,5 +86,7 @@ public struct Plan: Sendable {
 }
 
 extension String {
-  func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+  func padding(to width: Int) -> String {
+    count >= width ? self : self + String(repeating: " ", count: width - count)
+  }
 }

@@ -88,8 +88,13 @@ public enum Reference {
     func add(_ option: OptionSpec, prefix: String) {
       let name = prefix + option.name
       var line = "  \(name)  (\(option.type.name)"
-      if option.required { line += ", required" } else if let value = option.defaultValue { line += ", default \(value)" }
-      out += line + ")\n" + wrap(option.doc, width: 76).split(separator: "\n").map { "      \($0)\n" }.joined()
+      if option.required {
+        line += ", required"
+      } else if let value = option.defaultValue {
+        line += ", default \(value)"
+      }
+      out +=
+        line + ")\n" + wrap(option.doc, width: 76).split(separator: "\n").map { "      \($0)\n" }.joined()
       if case .record(let fields) = option.type {
         for field in fields { add(field, prefix: name + ".") }
       }
@@ -98,7 +103,9 @@ public enum Reference {
     let rules = constraintLines(spec)
     if !rules.isEmpty { out += "\nRules:\n" + rules.map { "  - \($0)\n" }.joined() }
     if !spec.example.isEmpty {
-      out += "\nExample:\n" + spec.example.split(separator: "\n", omittingEmptySubsequences: false).map { "  \($0)\n" }.joined()
+      out +=
+        "\nExample:\n"
+        + spec.example.split(separator: "\n", omittingEmptySubsequences: false).map { "  \($0)\n" }.joined()
     }
     return out
   }
@@ -106,11 +113,14 @@ public enum Reference {
   static func constraintLines(_ spec: NodeTypeSpec) -> [String] {
     spec.constraints.map { constraint in
       switch constraint {
-      case .exactlyOne(let names): return "Exactly one of " + names.map { "`\($0)`" }.joined(separator: ", ") + "."
-      case .atMostOne(let names): return "At most one of " + names.map { "`\($0)`" }.joined(separator: ", ") + "."
+      case .exactlyOne(let names):
+        return "Exactly one of " + names.map { "`\($0)`" }.joined(separator: ", ") + "."
+      case .atMostOne(let names):
+        return "At most one of " + names.map { "`\($0)`" }.joined(separator: ", ") + "."
       case .requires(let option, let value, let required): return "`\(option): \(value)` needs `\(required)`."
       case .onlyWhen(let option, let other, let values):
-        return "`\(option)` applies only when `\(other)` is " + values.map { "`\($0)`" }.joined(separator: " or ") + "."
+        return "`\(option)` applies only when `\(other)` is "
+          + values.map { "`\($0)`" }.joined(separator: " or ") + "."
       }
     }
   }

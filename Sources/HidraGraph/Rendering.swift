@@ -5,7 +5,8 @@ public enum Rendering {
   public static func json(_ diagnostics: [Diagnostic]) -> String {
     let objects = diagnostics.map { d in
       var fields = [
-        "\"file\": \(quote(d.location.file))", "\"line\": \(d.location.line)", "\"column\": \(d.location.column)",
+        "\"file\": \(quote(d.location.file))", "\"line\": \(d.location.line)",
+        "\"column\": \(d.location.column)",
         "\"severity\": \(quote(d.severity.rawValue))", "\"message\": \(quote(d.message))",
       ]
       if let hint = d.hint { fields.append("\"hint\": \(quote(hint))") }
@@ -25,7 +26,8 @@ public enum Rendering {
       case "\r": output += "\\r"
       case "\t": output += "\\t"
       case _ where scalar.value < 0x20:
-        output += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+        output +=
+          "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
           + String(scalar.value, radix: 16)
       default: output.unicodeScalars.append(scalar)
       }
@@ -48,7 +50,8 @@ public enum Rendering {
     }
     for edge in graph.edges {
       let style = edge.qos.delivery == .guaranteed ? "" : ", style=dashed"
-      lines.append("  \(dotID(edge.from)) -> \(dotID(edge.to)) [label=\(dotID(edgeLabel(edge.qos)))\(style)];")
+      lines.append(
+        "  \(dotID(edge.from)) -> \(dotID(edge.to)) [label=\(dotID(edgeLabel(edge.qos)))\(style)];")
     }
     lines.append("}")
     return lines.joined(separator: "\n") + "\n"
@@ -59,19 +62,23 @@ public enum Rendering {
     var lines = ["flowchart LR"]
     for node in graph.nodes {
       let label = mermaidText("\(node.name)<br/>\(node.type)")
-      let shape = node.kind == .source ? "([\(label)])" : (node.kind.hasOutput ? "[\(label)]" : "[(\(label))]")
+      let shape =
+        node.kind == .source ? "([\(label)])" : (node.kind.hasOutput ? "[\(label)]" : "[(\(label))]")
       lines.append("  \(mermaidID(node.name))\(shape)")
     }
     for edge in graph.edges {
       let arrow = edge.qos.delivery == .guaranteed ? "-->" : "-.->"
-      lines.append("  \(mermaidID(edge.from)) \(arrow)|\(mermaidText(edgeLabel(edge.qos)))| \(mermaidID(edge.to))")
+      lines.append(
+        "  \(mermaidID(edge.from)) \(arrow)|\(mermaidText(edgeLabel(edge.qos)))| \(mermaidID(edge.to))")
     }
     return lines.joined(separator: "\n") + "\n"
   }
 
   /// `guaranteed, 1024 frames / 1GiB`, plus spill and thinning when set.
   public static func edgeLabel(_ qos: EdgeQoS) -> String {
-    var parts = ["\(qos.delivery.rawValue), \(qos.bufferFrames) frames / \(Units.formatSize(qos.bufferBytes))"]
+    var parts = [
+      "\(qos.delivery.rawValue), \(qos.bufferFrames) frames / \(Units.formatSize(qos.bufferBytes))"
+    ]
     if let spill = qos.spill { parts.append("spill \(spill)") }
     if qos.sampleEvery > 1 { parts.append("every \(qos.sampleEvery)") }
     if let rate = qos.maxRate { parts.append("max \(Units.formatRate(rate))") }
@@ -81,7 +88,11 @@ public enum Rendering {
   private static func dotID(_ text: String) -> String { quote(text) }
 
   private static func mermaidID(_ name: String) -> String {
-    "n_" + String(name.unicodeScalars.map { Character($0.properties.isAlphabetic || ("0"..."9").contains($0) ? $0 : "_") })
+    "n_"
+      + String(
+        name.unicodeScalars.map {
+          Character($0.properties.isAlphabetic || ("0"..."9").contains($0) ? $0 : "_")
+        })
   }
 
   private static func mermaidText(_ text: String) -> String {

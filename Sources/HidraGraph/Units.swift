@@ -27,7 +27,9 @@ public enum Units {
 
   /// Seconds from `500ms`, `10s`, `5min`, `2h`. A bare number is rejected: say the unit.
   public static func parseDuration(_ text: String) -> Double? {
-    guard let (number, unit) = split(text), !unit.isEmpty, let factor = durationUnits[unit] else { return nil }
+    guard let (number, unit) = split(text), !unit.isEmpty, let factor = durationUnits[unit] else {
+      return nil
+    }
     return number * factor
   }
 
@@ -73,7 +75,9 @@ public enum Units {
   }
 
   public static func formatDuration(_ seconds: Double) -> String {
-    if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 { return "\(Int(seconds / 3600))h" }
+    if seconds >= 3600, seconds.truncatingRemainder(dividingBy: 3600) == 0 {
+      return "\(Int(seconds / 3600))h"
+    }
     if seconds >= 60, seconds.truncatingRemainder(dividingBy: 60) == 0 { return "\(Int(seconds / 60))min" }
     if seconds >= 1 { return "\(trim(seconds))s" }
     return "\(trim(seconds * 1000))ms"

@@ -13,9 +13,17 @@ public enum ChecksumNode {
       checksum node); a mismatch is counted as an error and handled per `on_mismatch`.
       """,
     options: [
-      OptionSpec("algorithms", .list(.choice(algorithms), minCount: 1), default: "xxh3", doc: "Digests to compute: `xxh3` (xxh3-64, fastest), `xxh64`, `sha256`, `md5`."),
-      OptionSpec("mode", .choice(["compute", "verify"]), default: "compute", doc: "Compute digests, or verify those the frame carries."),
-      OptionSpec("on_mismatch", .choice(["drop", "pass"]), default: "drop", doc: "With `verify`: drop a frame whose digest differs, or pass it on marked as bad. Both count an error."),
+      OptionSpec(
+        "algorithms", .list(.choice(algorithms), minCount: 1), default: "xxh3",
+        doc: "Digests to compute: `xxh3` (xxh3-64, fastest), `xxh64`, `sha256`, `md5`."),
+      OptionSpec(
+        "mode", .choice(["compute", "verify"]), default: "compute",
+        doc: "Compute digests, or verify those the frame carries."),
+      OptionSpec(
+        "on_mismatch", .choice(["drop", "pass"]), default: "drop",
+        doc:
+          "With `verify`: drop a frame whose digest differs, or pass it on marked as bad. Both count an error."
+      ),
     ],
     constraints: [.onlyWhen(option: "on_mismatch", when: "mode", values: ["verify"])],
     example: """

@@ -10,9 +10,12 @@ public enum FilterNode {
       Control frames (series start and end) always pass.
       """,
     options: [
-      OptionSpec("on", .choice(["name", "path"]), default: "path", doc: "What `glob` and `regex` match: the file name alone or the relative path."),
+      OptionSpec(
+        "on", .choice(["name", "path"]), default: "path",
+        doc: "What `glob` and `regex` match: the file name alone or the relative path."),
       OptionSpec("glob", .list(.glob), doc: "Pass frames matching one of these globs."),
-      OptionSpec("regex", .regex, doc: "Pass frames whose name or path contains a match of this regular expression."),
+      OptionSpec(
+        "regex", .regex, doc: "Pass frames whose name or path contains a match of this regular expression."),
       OptionSpec("series", .list(.integer(min: 0)), doc: "Pass frames of these series only."),
       OptionSpec(
         "frames",
@@ -27,7 +30,8 @@ public enum FilterNode {
           OptionSpec("max", .size(), doc: "Largest payload passed."),
         ]), doc: "Pass frames whose payload size is in this range."),
       OptionSpec("attributes", .dictionary(.string), doc: "Pass frames whose attributes have these values."),
-      OptionSpec("every", .integer(min: 1), doc: "Pass every Nth frame of those that match the other conditions."),
+      OptionSpec(
+        "every", .integer(min: 1), doc: "Pass every Nth frame of those that match the other conditions."),
       OptionSpec("invert", .boolean, default: "false", doc: "Pass the frames that do not match instead."),
     ],
     example: """
@@ -44,13 +48,18 @@ public enum FilterNode {
           check.node.location, "filter node '\(check.node.name)' has no condition, so it passes every frame",
           hint: "add one of: " + conditions.joined(separator: ", "))
       }
-      if let range = check.node["frames"]?.record, let from = range["from"]?.integer, let to = range["to"]?.integer,
+      if let range = check.node["frames"]?.record, let from = range["from"]?.integer,
+        let to = range["to"]?.integer,
         from > to
       {
         check.error("frames", "'frames' range is empty: from \(from) is after to \(to)")
       }
-      if let size = check.node["size"]?.record, let low = size["min"]?.bytes, let high = size["max"]?.bytes, low > high {
-        check.error("size", "'size' range is empty: min \(Units.formatSize(low)) is above max \(Units.formatSize(high))")
+      if let size = check.node["size"]?.record, let low = size["min"]?.bytes, let high = size["max"]?.bytes,
+        low > high
+      {
+        check.error(
+          "size", "'size' range is empty: min \(Units.formatSize(low)) is above max \(Units.formatSize(high))"
+        )
       }
     })
 }

@@ -2,11 +2,14 @@ import HidraGraph
 
 /// `forward`: sends frames out of the graph to consumers over the network.
 public enum ForwardNode {
-  public static let formats = ["native", "simplon-monitor", "hidra-transfer", "eiger-stream-v1", "eiger-stream-v2"]
+  public static let formats = [
+    "native", "simplon-monitor", "hidra-transfer", "eiger-stream-v1", "eiger-stream-v2",
+  ]
 
   public static let spec = NodeTypeSpec(
     name: "forward", kind: .forward,
-    summary: "sends frames to consumers: Hidra's native protocol, SIMPLON monitor (OnDA), HiDRA or EIGER stream",
+    summary:
+      "sends frames to consumers: Hidra's native protocol, SIMPLON monitor (OnDA), HiDRA or EIGER stream",
     details: """
       `native` speaks Hidra's wire protocol (docs/wire.md) over ZeroMQ with the chosen `pattern`. \
       `simplon-monitor` serves the EIGER monitor HTTP interface so OnDA reads from Hidra as from a \
@@ -17,12 +20,24 @@ public enum ForwardNode {
       """,
     options: [
       OptionSpec("format", .choice(formats), default: "native", doc: "What consumers speak."),
-      OptionSpec("pattern", .choice(["push", "pub", "request"]), default: "push", doc: "For native: `push` (load-balanced), `pub` (every subscriber; slow ones lose frames), `request` (a consumer asks and gets the newest frame)."),
-      OptionSpec("listen", .endpoint(schemes: ["tcp", "ipc", "http"], role: .listen), doc: "Bind here and let consumers connect (`http://` for simplon-monitor)."),
-      OptionSpec("connect", .endpoint(schemes: ["tcp", "ipc"], role: .connect), doc: "Connect to a consumer that binds."),
-      OptionSpec("chunk_size", .size(min: 4096), default: "8MiB", doc: "Payloads larger than this travel in chunks of this size."),
-      OptionSpec("allowed_hosts", .list(.string), doc: "For hidra-transfer: hosts allowed to register as targets."),
-      OptionSpec("api_version", .string, default: "1.8.0", doc: "For simplon-monitor: the API version served."),
+      OptionSpec(
+        "pattern", .choice(["push", "pub", "request"]), default: "push",
+        doc:
+          "For native: `push` (load-balanced), `pub` (every subscriber; slow ones lose frames), `request` (a consumer asks and gets the newest frame)."
+      ),
+      OptionSpec(
+        "listen", .endpoint(schemes: ["tcp", "ipc", "http"], role: .listen),
+        doc: "Bind here and let consumers connect (`http://` for simplon-monitor)."),
+      OptionSpec(
+        "connect", .endpoint(schemes: ["tcp", "ipc"], role: .connect),
+        doc: "Connect to a consumer that binds."),
+      OptionSpec(
+        "chunk_size", .size(min: 4096), default: "8MiB",
+        doc: "Payloads larger than this travel in chunks of this size."),
+      OptionSpec(
+        "allowed_hosts", .list(.string), doc: "For hidra-transfer: hosts allowed to register as targets."),
+      OptionSpec(
+        "api_version", .string, default: "1.8.0", doc: "For simplon-monitor: the API version served."),
     ],
     constraints: [
       .exactlyOne(["listen", "connect"]),

@@ -12,8 +12,12 @@ public enum SplitNode {
       every branch in every mode.
       """,
     options: [
-      OptionSpec("mode", .choice(["broadcast", "round-robin", "by-key"]), default: "broadcast", doc: "How data frames are shared out."),
-      OptionSpec("key", .choice(["series", "frame", "name"], prefixes: ["attr."]), doc: "With `by-key`: what frames are grouped by."),
+      OptionSpec(
+        "mode", .choice(["broadcast", "round-robin", "by-key"]), default: "broadcast",
+        doc: "How data frames are shared out."),
+      OptionSpec(
+        "key", .choice(["series", "frame", "name"], prefixes: ["attr."]),
+        doc: "With `by-key`: what frames are grouped by."),
     ],
     constraints: [
       .requires(option: "mode", value: "by-key", requires: "key"),

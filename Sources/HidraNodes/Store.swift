@@ -13,15 +13,29 @@ public enum StoreNode {
       loses a frame: the store retries and back-pressure does the rest.
       """,
     options: [
-      OptionSpec("root", .path(.exclusiveRoot), required: true, doc: "The directory files are written below."),
+      OptionSpec(
+        "root", .path(.exclusiveRoot), required: true, doc: "The directory files are written below."),
       OptionSpec(
         "path", .template(fields: TemplateFields.frame, attributes: true), default: "{relpath}",
-        doc: "Where below `root` each frame goes. Fields: " + TemplateFields.frame.map { "`{\($0)}`" }.joined(separator: ", ") + ", `{attr.NAME}`; `{frame:06}` pads with zeros."),
-      OptionSpec("fsync", .choice(["none", "file", "file+dir"]), default: "file", doc: "What is synced before a frame counts as stored: nothing, the file, or the file and its directory."),
-      OptionSpec("on_exists", .choice(["fail", "overwrite", "rename", "skip-identical"]), default: "fail", doc: "When the target exists: count an error, replace it, store under a new name, or skip it if its bytes are the same."),
-      OptionSpec("dir_mode", .string, default: "0755", doc: "Permissions (octal) of directories the store creates."),
-      OptionSpec("file_mode", .string, default: "0644", doc: "Permissions (octal) of files the store writes."),
-      OptionSpec("verify", .boolean, default: "false", doc: "Re-read every file after writing and compare its checksum."),
+        doc: "Where below `root` each frame goes. Fields: "
+          + TemplateFields.frame.map { "`{\($0)}`" }.joined(separator: ", ")
+          + ", `{attr.NAME}`; `{frame:06}` pads with zeros."),
+      OptionSpec(
+        "fsync", .choice(["none", "file", "file+dir"]), default: "file",
+        doc:
+          "What is synced before a frame counts as stored: nothing, the file, or the file and its directory."),
+      OptionSpec(
+        "on_exists", .choice(["fail", "overwrite", "rename", "skip-identical"]), default: "fail",
+        doc:
+          "When the target exists: count an error, replace it, store under a new name, or skip it if its bytes are the same."
+      ),
+      OptionSpec(
+        "dir_mode", .string, default: "0755", doc: "Permissions (octal) of directories the store creates."),
+      OptionSpec(
+        "file_mode", .string, default: "0644", doc: "Permissions (octal) of files the store writes."),
+      OptionSpec(
+        "verify", .boolean, default: "false",
+        doc: "Re-read every file after writing and compare its checksum."),
     ],
     example: """
       disk:

@@ -111,10 +111,13 @@ struct Validate: ParsableCommand {
         let errors = diagnostics.count { $0.severity == .error }
         let warnings = diagnostics.count { $0.severity == .warning }
         if result.isValid, let graph = result.graph {
-          let summary = "\(file): valid graph '\(graph.name)', \(graph.nodes.count) nodes, \(graph.edges.count) edges"
+          let summary =
+            "\(file): valid graph '\(graph.name)', \(graph.nodes.count) nodes, \(graph.edges.count) edges"
           print(summary + (warnings > 0 ? ", \(plural(warnings, "warning"))" : ""))
         } else {
-          print("\(file): invalid, \(plural(errors, "error"))" + (warnings > 0 ? ", \(plural(warnings, "warning"))" : ""))
+          print(
+            "\(file): invalid, \(plural(errors, "error"))"
+              + (warnings > 0 ? ", \(plural(warnings, "warning"))" : ""))
         }
       }
     }

@@ -10,7 +10,8 @@ import Testing
     .deletingLastPathComponent().deletingLastPathComponent()
 
   static var examples: [String] {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("graphs").path)) ?? []
+    let names =
+      (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("graphs").path)) ?? []
     return names.filter { $0.hasSuffix(".yaml") }.sorted()
   }
 
@@ -35,5 +36,18 @@ import Testing
     #expect(
       committed == Reference.markdown(NodeTypes.catalog),
       "docs/graph-reference.md is stale: run `make reference`")
+  }
+}
+
+/// The README's first graph is the first thing users copy: it must be valid.
+@Suite struct ReadmeTests {
+  @Test func firstGraphIsValid() throws {
+    let readme = try String(
+      contentsOf: ExampleGraphTests.root.appendingPathComponent("README.md"), encoding: .utf8)
+    let block = try #require(
+      readme.split(separator: "```yaml\n").dropFirst().first?.split(separator: "```").first)
+    let result = GraphValidator(catalog: NodeTypes.catalog).validate(text: String(block), file: "p11.yaml")
+    #expect(result.isValid, "\(result.diagnostics.sorted.map(\.description))")
+    #expect(result.graph?.nodes.count == 4)
   }
 }

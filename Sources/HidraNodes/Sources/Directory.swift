@@ -13,15 +13,27 @@ public enum DirectorySource {
       """,
     options: [
       OptionSpec("path", .path(.directory), required: true, doc: "The directory to watch."),
-      OptionSpec("recursive", .boolean, default: "true", doc: "Also watch subdirectories, including ones created later."),
+      OptionSpec(
+        "recursive", .boolean, default: "true",
+        doc: "Also watch subdirectories, including ones created later."),
       OptionSpec("include", .list(.glob), doc: "Only files whose relative path matches one of these globs."),
-      OptionSpec("exclude", .list(.glob), doc: "Skip files whose relative path matches one of these globs (wins over include)."),
-      OptionSpec("settle", .duration, default: "0s", doc: "Wait this long after a file closes before sending it, for writers that reopen files."),
-      OptionSpec("existing", .choice(["send", "skip"]), default: "send", doc: "What to do with files present at start-up."),
+      OptionSpec(
+        "exclude", .list(.glob),
+        doc: "Skip files whose relative path matches one of these globs (wins over include)."),
+      OptionSpec(
+        "settle", .duration, default: "0s",
+        doc: "Wait this long after a file closes before sending it, for writers that reopen files."),
+      OptionSpec(
+        "existing", .choice(["send", "skip"]), default: "send",
+        doc: "What to do with files present at start-up."),
       OptionSpec(
         "on_done", .choice(["keep", "delete"], prefixes: ["move:"]), default: "keep",
-        doc: "After every guaranteed sink confirmed a file: keep it, delete it, or move it under DIR (`move:DIR`)."),
-      OptionSpec("chunk_size", .size(min: 4096), default: "8MiB", doc: "Files larger than this travel in chunks of this size."),
+        doc:
+          "After every guaranteed sink confirmed a file: keep it, delete it, or move it under DIR (`move:DIR`)."
+      ),
+      OptionSpec(
+        "chunk_size", .size(min: 4096), default: "8MiB",
+        doc: "Files larger than this travel in chunks of this size."),
     ],
     example: """
       pilatus:

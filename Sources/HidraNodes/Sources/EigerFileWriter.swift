@@ -11,12 +11,18 @@ public enum EigerFileWriterSource {
       has confirmed it.
       """,
     options: [
-      OptionSpec("url", .endpoint(schemes: ["http"], role: .connect), required: true, doc: "The detector's address, e.g. `http://dcu.example:80`."),
+      OptionSpec(
+        "url", .endpoint(schemes: ["http"], role: .connect), required: true,
+        doc: "The detector's address, e.g. `http://dcu.example:80`."),
       OptionSpec("api_version", .string, default: "1.8.0", doc: "SIMPLON API version."),
       OptionSpec("poll", .duration, default: "1s", doc: "How often to list the detector's files."),
       OptionSpec("include", .list(.glob), doc: "Only files whose name matches one of these globs."),
-      OptionSpec("delete", .boolean, default: "false", doc: "Delete each file on the detector once every guaranteed sink confirmed it."),
-      OptionSpec("chunk_size", .size(min: 4096), default: "8MiB", doc: "Files larger than this travel in chunks of this size."),
+      OptionSpec(
+        "delete", .boolean, default: "false",
+        doc: "Delete each file on the detector once every guaranteed sink confirmed it."),
+      OptionSpec(
+        "chunk_size", .size(min: 4096), default: "8MiB",
+        doc: "Files larger than this travel in chunks of this size."),
     ],
     example: """
       filewriter:

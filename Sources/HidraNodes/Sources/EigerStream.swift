@@ -12,11 +12,19 @@ public enum EigerStreamSource {
       payload is passed on untouched (still compressed).
       """,
     options: [
-      OptionSpec("endpoint", .endpoint(schemes: ["tcp", "ipc"], role: .connect), required: true, doc: "The detector's stream address, e.g. `tcp://dcu:9999` (v1) or `tcp://dcu:31001` (v2)."),
-      OptionSpec("version", .choice(["auto", "1", "2"]), default: "auto", doc: "Stream format: v1 (JSON multipart), v2 (CBOR), or detected from the first message."),
-      OptionSpec("api", .endpoint(schemes: ["http"], role: .connect), doc: "The detector's SIMPLON REST address, to read the stream's status and config."),
+      OptionSpec(
+        "endpoint", .endpoint(schemes: ["tcp", "ipc"], role: .connect), required: true,
+        doc: "The detector's stream address, e.g. `tcp://dcu:9999` (v1) or `tcp://dcu:31001` (v2)."),
+      OptionSpec(
+        "version", .choice(["auto", "1", "2"]), default: "auto",
+        doc: "Stream format: v1 (JSON multipart), v2 (CBOR), or detected from the first message."),
+      OptionSpec(
+        "api", .endpoint(schemes: ["http"], role: .connect),
+        doc: "The detector's SIMPLON REST address, to read the stream's status and config."),
       OptionSpec("api_version", .string, default: "1.8.0", doc: "SIMPLON API version used with `api`."),
-      OptionSpec("receive_buffer", .integer(min: 1), default: "1000", doc: "ZeroMQ receive high-water mark in messages."),
+      OptionSpec(
+        "receive_buffer", .integer(min: 1), default: "1000",
+        doc: "ZeroMQ receive high-water mark in messages."),
     ],
     example: """
       detector:

@@ -15,13 +15,19 @@ public enum GenerateSource {
       it runs until stopped.
       """,
     options: [
-      OptionSpec("size", .size(min: 1), default: "1MiB", doc: "Payload bytes per frame (ignored when `shape` is given)."),
-      OptionSpec("shape", .list(.integer(min: 1), minCount: 2), doc: "Image shape `[width, height]`; the size is width × height × dtype size."),
+      OptionSpec(
+        "size", .size(min: 1), default: "1MiB",
+        doc: "Payload bytes per frame (ignored when `shape` is given)."),
+      OptionSpec(
+        "shape", .list(.integer(min: 1), minCount: 2),
+        doc: "Image shape `[width, height]`; the size is width × height × dtype size."),
       OptionSpec("dtype", .choice(dtypes), default: "uint16", doc: "Pixel type, used with `shape`."),
       OptionSpec("count", .integer(min: 1), doc: "Stop after this many frames."),
       OptionSpec("duration", .duration, doc: "Stop after this long."),
       OptionSpec("rate", .rate, doc: "Frames per second; as fast as possible when absent."),
-      OptionSpec("frames_per_series", .integer(min: 1), doc: "Frames in one series; one series for the whole run when absent."),
+      OptionSpec(
+        "frames_per_series", .integer(min: 1),
+        doc: "Frames in one series; one series for the whole run when absent."),
       OptionSpec("first_series", .integer(min: 0), default: "1", doc: "Number of the first series."),
       OptionSpec(
         "name", .template(fields: ["series", "frame", "graph", "node"], attributes: false),

@@ -10,10 +10,18 @@ public enum ZMQSource {
       wrong-version messages are counted and dropped; they never stop the node.
       """,
     options: [
-      OptionSpec("listen", .endpoint(schemes: ["tcp", "ipc"], role: .listen), doc: "Bind here and let producers connect."),
-      OptionSpec("connect", .endpoint(schemes: ["tcp", "ipc"], role: .connect), doc: "Connect to a producer that binds."),
-      OptionSpec("pattern", .choice(["pull", "sub"]), default: "pull", doc: "Socket pattern: `pull` (from push) or `sub` (from pub)."),
-      OptionSpec("max_message", .size(min: 1024), default: "256MiB", doc: "Messages larger than this are rejected and counted."),
+      OptionSpec(
+        "listen", .endpoint(schemes: ["tcp", "ipc"], role: .listen),
+        doc: "Bind here and let producers connect."),
+      OptionSpec(
+        "connect", .endpoint(schemes: ["tcp", "ipc"], role: .connect),
+        doc: "Connect to a producer that binds."),
+      OptionSpec(
+        "pattern", .choice(["pull", "sub"]), default: "pull",
+        doc: "Socket pattern: `pull` (from push) or `sub` (from pub)."),
+      OptionSpec(
+        "max_message", .size(min: 1024), default: "256MiB",
+        doc: "Messages larger than this are rejected and counted."),
     ],
     constraints: [.exactlyOne(["listen", "connect"])],
     example: """

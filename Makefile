@@ -1,0 +1,60 @@
+# Hidra: two commands on a fresh Debian machine with Swift 6.3 at /opt/swift (or on PATH):
+#   make demo   runs hidra-run on the built-in demo graph
+#   make test   runs every test (and checks formatting)
+# Each installs the Debian packages it needs when they are missing.
+
+SHELL := /bin/bash
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+APT_PACKAGES := libzmq3-dev libxxhash-dev pkg-config
+HIDRA := .build/debug/hidra-run
+RELEASE_BENCH := .build/release/hidra-bench
+
+.PHONY: setup build demo test lint format reference bench
+
+## setup: install the Debian packages Hidra builds against, if missing
+setup:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+## build: compile hidra-run (debug)
+build: setup
+	$(SWIFT) build --product hidra-run
+
+## demo: check, draw and plan the demo graph (graphs/demo.yaml)
+demo: build
+	@echo "== hidra-run validate graphs/demo.yaml"
+	@$(HIDRA) validate graphs/demo.yaml
+	@echo; echo "== hidra-run plan graphs/demo.yaml"
+	@$(HIDRA) plan graphs/demo.yaml
+	@echo; echo "== hidra-run graph graphs/demo.yaml --format mermaid"
+	@$(HIDRA) graph graphs/demo.yaml --format mermaid
+
+## test: formatting, then every test
+test: setup lint
+	mkdir -p .build; $(SWIFT) build --build-tests 2>&1 | tee .build/test-build.log; \
+	  status=$${PIPESTATUS[0]}; \
+	  if grep -E "^/.*(Sources|Tests)/.*warning:" .build/test-build.log | grep -v "/.build/"; then \
+	    echo "error: the build has warnings from our own code"; exit 1; fi; \
+	  exit $$status
+	$(SWIFT) test --skip-build
+
+## lint: fail when a Swift file is not formatted per .swift-format
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel Sources Tests bench Package.swift
+
+## format: rewrite Swift files per .swift-format
+format:
+	$(SWIFT) format --in-place --recursive --parallel Sources Tests bench Package.swift
+
+## reference: regenerate docs/graph-reference.md from the option declarations
+reference: build
+	$(HIDRA) nodes --format markdown > docs/graph-reference.md
+
+## bench: benchmarks, each a ratio to a baseline measured in the same run
+bench: setup
+	$(SWIFT) build -c release --product hidra-bench
+	$(RELEASE_BENCH)
