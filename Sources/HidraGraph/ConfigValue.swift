@@ -12,14 +12,30 @@ public struct ConfigValue: Sendable {
     case sequence([ConfigValue])
     /// `~`, `null` or nothing at all.
     case null
+    /// A scalar whose `${VAR}` substitution failed; the error is already reported,
+    /// so nothing checks it further.
+    case invalid
   }
 
   public var kind: Kind
+  /// Where the value starts (for a quoted scalar, its opening quote).
   public var location: SourceLocation
+  /// For a scalar: the column offset, from `location`, of each Unicode scalar of
+  /// its text as read, so a problem inside the text points at the right column
+  /// even after quotes and `${VAR}` substitution. Nil for other values.
+  var columnOffsets: [Int]?
 
-  public init(_ kind: Kind, at location: SourceLocation) {
+  public init(_ kind: Kind, at location: SourceLocation, columnOffsets: [Int]? = nil) {
     self.kind = kind
     self.location = location
+    self.columnOffsets = columnOffsets
+  }
+
+  /// The place of the `offset`-th Unicode scalar of this scalar's text.
+  public func location(ofOffset offset: Int) -> SourceLocation {
+    guard let columnOffsets, !columnOffsets.isEmpty else { return location.advanced(by: offset) }
+    if offset < columnOffsets.count { return location.advanced(by: columnOffsets[offset]) }
+    return location.advanced(by: columnOffsets[columnOffsets.count - 1] + 1 + offset - columnOffsets.count)
   }
 
   /// The scalar's text, or nil for mappings, sequences and null.
@@ -52,11 +68,12 @@ public struct ConfigValue: Sendable {
   public var kindDescription: String {
     switch kind {
     case .scalar(let text, let quoted):
-      if !quoted, Int(text) != nil { return "the number \(text)" }
+      if !quoted, Double(text.replacingUnderscores) != nil { return "the number \(text)" }
       return "the string '\(text)'"
     case .mapping: return "a mapping"
     case .sequence: return "a list"
     case .null: return "nothing (null)"
+    case .invalid: return "an invalid value"
     }
   }
 }

@@ -116,7 +116,9 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         port = 443
       } else {
         return .failure(
-          EndpointError(offset: restOffset, message: "\(scheme):// needs a port: \(scheme)://HOST:PORT"))
+          EndpointError(
+            offset: restOffset + authority.unicodeScalars.count,
+            message: "\(scheme):// needs a port: \(scheme)://HOST:PORT"))
       }
     case "*"? where role == .listen && scheme == "tcp":
       port = nil

@@ -19,7 +19,7 @@ public struct GraphLoader: Sendable {
     do {
       root = try Yams.compose(yaml: text, .basic, .default, .utf8)
     } catch let error as YamlError {
-      diagnostics.append(Self.diagnostic(for: error, file: file))
+      diagnostics.append(Self.diagnostic(for: error, file: file, text: text))
       return nil
     } catch {
       diagnostics.error(SourceLocation(file: file, line: 1, column: 1), "cannot read YAML: \(error)")
@@ -41,8 +41,11 @@ public struct GraphLoader: Sendable {
         return ConfigValue(.null, at: location)
       }
       let opening = (scalar.style == .singleQuoted || scalar.style == .doubleQuoted) ? 1 : 0
-      let text = substitute(scalar.string, at: location.advanced(by: opening), diagnostics: &diagnostics)
-      return ConfigValue(.scalar(text, quoted: quoted), at: location)
+      guard
+        let (text, offsets) = substitute(
+          scalar.string, at: location, opening: opening, diagnostics: &diagnostics)
+      else { return ConfigValue(.invalid, at: location) }
+      return ConfigValue(.scalar(text, quoted: quoted), at: location, columnOffsets: offsets)
     case .mapping(let mapping):
       var entries: [ConfigEntry] = []
       for (key, value) in mapping {
@@ -67,34 +70,43 @@ public struct GraphLoader: Sendable {
     }
   }
 
-  /// Replaces `${NAME}` / `${NAME:-default}` / `$$` in `text`.
-  func substitute(_ text: String, at location: SourceLocation, diagnostics: inout Diagnostics) -> String {
-    guard text.contains("$") else { return text }
+  /// Replaces `${NAME}` / `${NAME:-default}` / `$$` in `text`, which starts
+  /// `opening` columns after `location`. Returns the text and the column offset of
+  /// each of its Unicode scalars, or nil (with an error reported) when a variable
+  /// cannot be substituted.
+  func substitute(
+    _ text: String, at location: SourceLocation, opening: Int, diagnostics: inout Diagnostics
+  ) -> (String, [Int])? {
     let scalars = Array(text.unicodeScalars)
+    guard scalars.contains("$") else { return (text, scalars.indices.map { $0 + opening }) }
     var output = String.UnicodeScalarView()
+    var offsets: [Int] = []
+    var failed = false
+    func emit<S: Sequence>(_ values: S, at column: Int, spread: Bool = false)
+    where S.Element == Unicode.Scalar {
+      for (index, value) in values.enumerated() {
+        output.append(value)
+        offsets.append(column + (spread ? index : 0))
+      }
+    }
     var i = 0
     while i < scalars.count {
       let c = scalars[i]
-      guard c == "$", i + 1 < scalars.count else {
-        output.append(c)
+      let column = i + opening
+      guard c == "$", i + 1 < scalars.count, scalars[i + 1] == "$" || scalars[i + 1] == "{" else {
+        emit([c], at: column)
         i += 1
         continue
       }
       if scalars[i + 1] == "$" {
-        output.append("$")
+        emit(["$"], at: column)
         i += 2
-        continue
-      }
-      guard scalars[i + 1] == "{" else {
-        output.append(c)
-        i += 1
         continue
       }
       guard let close = scalars[(i + 2)...].firstIndex(of: "}") else {
         diagnostics.error(
-          location.advanced(by: i), "'${' without a closing '}'", hint: "write '$$' for a literal '$'")
-        output.append(contentsOf: scalars[i...])
-        break
+          location.advanced(by: column), "'${' without a closing '}'", hint: "write '$$' for a literal '$'")
+        return nil
       }
       let body = String(String.UnicodeScalarView(scalars[(i + 2)..<close]))
       let name: String
@@ -108,20 +120,23 @@ public struct GraphLoader: Sendable {
       }
       if !Self.isVariableName(name) {
         diagnostics.error(
-          location.advanced(by: i), "'\(name)' is not a valid environment variable name",
+          location.advanced(by: column), "'\(name)' is not a valid environment variable name",
           hint: "names are letters, digits and '_', not starting with a digit")
+        failed = true
       } else if let value = environment[name] {
-        output.append(contentsOf: value.unicodeScalars)
+        emit(value.unicodeScalars, at: column)
       } else if let fallback {
-        output.append(contentsOf: fallback.unicodeScalars)
+        // The default is written in the file: its characters keep their own columns.
+        emit(fallback.unicodeScalars, at: column + 2 + name.unicodeScalars.count + 2, spread: true)
       } else {
         diagnostics.error(
-          location.advanced(by: i), "environment variable '\(name)' is not set",
+          location.advanced(by: column), "environment variable '\(name)' is not set",
           hint: "set it, or give a default with '${\(name):-default}'")
+        failed = true
       }
       i = close + 1
     }
-    return String(output)
+    return failed ? nil : (String(output), offsets)
   }
 
   static func isVariableName(_ name: String) -> Bool {
@@ -135,18 +150,33 @@ public struct GraphLoader: Sendable {
     SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
   }
 
-  static func diagnostic(for error: YamlError, file: String) -> Diagnostic {
+  static func diagnostic(for error: YamlError, file: String, text: String) -> Diagnostic {
     switch error {
     case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
       .composer(let context, let problem, let mark, _):
+      // For an unclosed quote or bracket libyaml notices the problem far away (often
+      // at the end of the file); the place to fix is where the construct opened.
+      if let context, context.text.contains("quoted scalar") || context.text.contains("flow") {
+        return Diagnostic(
+          .error, at: location(context.mark, file: file),
+          "YAML syntax error: \(context.text.replacing("while scanning ", with: "").replacing("while parsing ", with: "")) that starts here is not closed (\(problem) at \(mark.line):\(mark.column))"
+        )
+      }
       var message = "YAML syntax error: \(problem)"
       if let context { message += " (\(context.text) at \(context.mark.line):\(context.mark.column))" }
-      return Diagnostic(.error, at: location(mark, file: file), message)
-    case .duplicatedKeysInMapping(let duplicates, let context):
-      let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
       return Diagnostic(
-        .error, at: location(context.mark, file: file),
-        "key \(names) appears more than once in the same mapping")
+        .error, at: location(mark, file: file), message, hint: syntaxHint(problem, at: mark, in: text))
+    case .duplicatedKeysInMapping(let duplicates, let context):
+      let first = context.mark
+      let key = duplicates.first ?? ""
+      let second = secondOccurrence(of: key, after: first, in: text)
+      let place =
+        second.map { SourceLocation(file: file, line: $0.line, column: $0.column) }
+        ?? location(first, file: file)
+      return Diagnostic(
+        .error, at: place,
+        "key '\(key)' appears twice in the same mapping"
+          + (second != nil ? " (first at \(first.line):\(first.column))" : ""))
     case .reader(let problem, let offset, _, _):
       return Diagnostic(
         .error, at: SourceLocation(file: file, line: 1, column: 1),
@@ -155,5 +185,52 @@ public struct GraphLoader: Sendable {
       return Diagnostic(
         .error, at: SourceLocation(file: file, line: 1, column: 1), "cannot read YAML: \(error)")
     }
+  }
+
+  /// A hint for libyaml's terser messages.
+  static func syntaxHint(_ problem: String, at mark: Mark, in text: String) -> String? {
+    let line =
+      text.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(mark.line - 1).first ?? ""
+    let character = line.unicodeScalars.dropFirst(mark.column - 1).first
+    if character == "\t" || (problem.contains("cannot start any token") && line.contains("\t")) {
+      return "YAML does not allow tabs for indentation; use spaces"
+    }
+    if problem.contains("did not find expected key") || problem.contains("mapping values are not allowed") {
+      return "check the indentation of this line and the lines above it"
+    }
+    return nil
+  }
+
+  /// Where `key` is written again after `first`: at the same column in a block
+  /// mapping, or later on the same line in a flow mapping.
+  static func secondOccurrence(of key: String, after first: Mark, in text: String) -> (
+    line: Int, column: Int
+  )? {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    func isKey(_ line: Substring, at column: Int) -> Bool {
+      let scalars = Array(line.unicodeScalars)
+      let keyScalars = Array(key.unicodeScalars)
+      guard column - 1 + keyScalars.count <= scalars.count,
+        Array(scalars[(column - 1)..<(column - 1 + keyScalars.count)]) == keyScalars
+      else { return false }
+      let rest = scalars[(column - 1 + keyScalars.count)...].drop { $0 == " " }
+      return rest.first == ":"
+    }
+    guard first.line >= 1, first.line <= lines.count else { return nil }
+    let firstLine = lines[first.line - 1]
+    let width = firstLine.unicodeScalars.count
+    if width > first.column {
+      for column in (first.column + 1)...width where isKey(firstLine, at: column) {
+        let before = Array(firstLine.unicodeScalars)[column - 2]
+        if before == " " || before == "{" || before == "," { return (first.line, column) }
+      }
+    }
+    for index in first.line..<lines.count {
+      let line = lines[index]
+      let indent = line.unicodeScalars.prefix { $0 == " " }.count
+      if indent + 1 < first.column, !line.allSatisfy({ $0 == " " }), !line.hasPrefix("#") { break }
+      if isKey(line, at: first.column), indent + 1 == first.column { return (index + 1, first.column) }
+    }
+    return nil
   }
 }

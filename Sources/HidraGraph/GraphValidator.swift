@@ -40,6 +40,13 @@ private struct Pass {
   let catalog: NodeCatalog
   let file: String
   var diagnostics = Diagnostics()
+  /// Nodes named as inputs by nodes or edges that failed to load: their output
+  /// probably is read, so "not read" warnings about them would only be noise.
+  var probablyRead = Set<String>()
+  /// Nodes that failed to load (their problems are reported already).
+  var failedNodes = 0
+  /// Edges whose options had errors: their QoS is not what the user meant.
+  var badEdges = Set<SourceLocation>()
 
   init(catalog: NodeCatalog, file: String) {
     self.catalog = catalog
@@ -113,7 +120,9 @@ private struct Pass {
       let (values, _) = reader.readMapping(
         fields, specs: GraphLanguage.hostOptions, subject: "host '\(entry.key)'", owner: entry.keyLocation)
       diagnostics.append(contentsOf: reader.diagnostics)
-      guard let address = values["address"]?.string else { continue }
+      // A host without a valid address is still declared (its error is reported),
+      // so nodes naming it get no second, misleading error.
+      let address = values["address"]?.string ?? ""
       hosts.append(
         Host(
           name: entry.key, address: address, basePort: values["base_port"]?.integer ?? 5600,
@@ -130,24 +139,45 @@ private struct Pass {
       diagnostics.error(entry.keyLocation, "node name '\(name)' may only contain \(Self.namePattern)")
     }
     guard let fields = entry.value.entries else {
-      diagnostics.error(
-        entry.value.location,
-        "node '\(name)' expects a mapping with 'type:', got \(entry.value.kindDescription)")
+      failedNodes += 1
+      let optionNames = Set(
+        catalog.types.flatMap { $0.options.map(\.name) } + GraphLanguage.commonNodeOptions.map(\.name))
+      if optionNames.contains(name) {
+        diagnostics.error(
+          entry.keyLocation, "'\(name)' is written as a node, but it looks like a node option",
+          hint: "indent it under the node it belongs to")
+        if name == "input" || name == "inputs" { probablyRead.formUnion(Self.names(in: entry.value)) }
+      } else if entry.value.isNull {
+        diagnostics.error(
+          entry.keyLocation, "node '\(name)' is empty", hint: "its options must be indented below its name")
+      } else {
+        diagnostics.error(
+          entry.value.location,
+          "node '\(name)' expects a mapping with 'type:', got \(entry.value.kindDescription)")
+      }
       return nil
     }
+    // Whatever happens below, the nodes this one names as inputs count as read.
+    let named = fields.filter { $0.key == "input" || $0.key == "inputs" }.flatMap { Self.names(in: $0.value) }
     guard let typeEntry = fields.first(where: { $0.key == "type" }) else {
+      failedNodes += 1
+      probablyRead.formUnion(named)
       diagnostics.error(
         entry.keyLocation, "node '\(name)' has no 'type'",
         hint: "one of: " + catalog.names.joined(separator: ", "))
       return nil
     }
     guard let typeName = typeEntry.value.scalar else {
+      failedNodes += 1
+      probablyRead.formUnion(named)
       diagnostics.error(
         typeEntry.value.location,
         "'type' of node '\(name)' expects a node type name, got \(typeEntry.value.kindDescription)")
       return nil
     }
     guard let spec = catalog[typeName] else {
+      failedNodes += 1
+      probablyRead.formUnion(named)
       diagnostics.error(
         typeEntry.value.location, "unknown node type '\(typeName)' for node '\(name)'",
         hint: Suggest.hint(for: typeName, in: catalog.names) ?? "known types: "
@@ -157,8 +187,12 @@ private struct Pass {
     let subject = "\(typeName) node '\(name)'"
     var reader = OptionReader()
     let common = Set(GraphLanguage.commonNodeOptions.map(\.name))
+    let hintKeys = GraphLanguage.commonNodeOptions.map(\.name).filter {
+      spec.kind.takesInput || ($0 != "input" && $0 != "inputs")
+    }
     let (options, locations) = reader.readMapping(
-      fields, specs: spec.options, extraKeys: common, subject: subject, owner: entry.keyLocation)
+      fields, specs: spec.options, extraKeys: common, hintKeys: hintKeys, subject: subject,
+      owner: entry.keyLocation)
     let optionErrors = reader.diagnostics.hasErrors
     diagnostics.append(contentsOf: reader.diagnostics)
 
@@ -179,6 +213,7 @@ private struct Pass {
       }
     }
     node.inputs = readInputs(fields, node: name, kind: spec.kind, subject: subject, at: entry.keyLocation)
+    if node.inputs.count < named.count { probablyRead.formUnion(named) }
     if !optionErrors {
       checkConstraints(spec, node: node, fields: fields, subject: subject)
       if let check = spec.check {
@@ -279,6 +314,11 @@ private struct Pass {
       }
       if list.isEmpty { diagnostics.error(written.value.location, "'inputs' is empty") }
       items = list
+    } else if written.value.items != nil {
+      diagnostics.error(
+        written.value.location, "'input' takes one input, got a list",
+        hint: "for several inputs write 'inputs:'")
+      return []
     } else {
       items = [written.value]
     }
@@ -288,6 +328,10 @@ private struct Pass {
   mutating func readEdge(_ value: ConfigValue, to node: String) -> Edge? {
     switch value.kind {
     case .scalar(let from, _):
+      if from.isEmpty {
+        diagnostics.error(value.location, "the input of node '\(node)' names no node")
+        return nil
+      }
       return Edge(from: from, to: node, location: value.location)
     case .mapping(let entries):
       var reader = OptionReader()
@@ -296,13 +340,14 @@ private struct Pass {
         owner: value.location)
       diagnostics.append(contentsOf: reader.diagnostics)
       guard let from = options["from"]?.string else { return nil }
+      let fromLocation = entries.first { $0.key == "from" }?.value.location ?? value.location
+      if reader.diagnostics.hasErrors { badEdges.insert(fromLocation) }
       let delivery = options["delivery"]?.string.flatMap(Delivery.init(rawValue:)) ?? .guaranteed
       let buffer = options["buffer"]?.record
       let qos = EdgeQoS(
         delivery: delivery, bufferFrames: buffer?["frames"]?.integer, bufferBytes: buffer?["bytes"]?.bytes,
         spill: options["spill"]?.string, sampleEvery: options["sample"]?.record?["every"]?.integer ?? 1,
         maxRate: options["rate"]?.record?["max"]?.perSecond)
-      let fromLocation = entries.first { $0.key == "from" }?.value.location ?? value.location
       if qos.spill != nil, delivery != .guaranteed {
         diagnostics.error(
           locations["spill"] ?? value.location,
@@ -322,7 +367,6 @@ private struct Pass {
   mutating func checkStructure(_ graph: Graph, declared: Set<String>) {
     let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var broken = Set<String>()  // nodes with an input problem already reported
-    var probablyRead = Set<String>()  // nodes a misspelt input most likely meant
     for node in graph.nodes {
       if node.kind.takesInput, node.inputs.isEmpty { broken.insert(node.name) }
       var seen = Set<String>()
@@ -378,7 +422,7 @@ private struct Pass {
       let cause = feeding.isEmpty ? "" : "; it reads only from the cycle through '\(feeding[0])'"
       diagnostics.error(node.location, "node '\(node.name)' is unreachable: no source feeds it\(cause)")
     }
-    if !graph.nodes.isEmpty, !graph.nodes.contains(where: { $0.kind == .source }) {
+    if failedNodes == 0, !graph.nodes.isEmpty, !graph.nodes.contains(where: { $0.kind == .source }) {
       diagnostics.error(graph.nodes[0].location, "the graph has no source node, so no frame ever enters it")
     }
     // Outputs that nobody reads (not counting a node a misspelt input meant).
@@ -401,7 +445,9 @@ private struct Pass {
     func visit(_ name: String) {
       marks[name] = .visiting
       stack.append(name)
-      for edge in byName[name]?.inputs ?? [] where edge.from != name && byName[edge.from] != nil {
+      // Edges out of stores and forwards are reported already; they make no cycle.
+      for edge in byName[name]?.inputs ?? []
+      where edge.from != name && byName[edge.from]?.kind.hasOutput == true {
         switch marks[edge.from] {
         case nil: visit(edge.from)
         case .visiting?:
@@ -429,7 +475,8 @@ private struct Pass {
 
   mutating func checkEdgeQoS(_ graph: Graph, byName: [String: Node]) {
     for node in graph.nodes {
-      for edge in node.inputs where edge.qos.delivery != .guaranteed {
+      let inputs = node.inputs.filter { !badEdges.contains($0.location) }
+      for edge in inputs where edge.qos.delivery != .guaranteed {
         if node.kind == .store {
           diagnostics.warning(
             edge.location,
@@ -438,7 +485,7 @@ private struct Pass {
         }
       }
       guard node.kind == .forward else { continue }
-      for edge in node.inputs where edge.qos.delivery == .guaranteed {
+      for edge in inputs where edge.qos.delivery == .guaranteed {
         if node.options["pattern"]?.string == "pub" {
           diagnostics.warning(
             edge.location,
@@ -513,6 +560,16 @@ private struct Pass {
       }
     }
     return output
+  }
+
+  /// The node names an `input`/`inputs` value mentions, however malformed it is.
+  static func names(in value: ConfigValue) -> [String] {
+    switch value.kind {
+    case .scalar(let name, _): return [name]
+    case .sequence(let items): return items.flatMap(names(in:))
+    case .mapping: return value["from"].map { names(in: $0.value) } ?? []
+    default: return []
+    }
   }
 
   static func isName(_ name: String) -> Bool {

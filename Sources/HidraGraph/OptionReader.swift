@@ -2,25 +2,34 @@
 /// reporting every problem with its position.
 struct OptionReader {
   var diagnostics = Diagnostics()
+  /// What the mapping being read belongs to, for messages about nested mappings.
+  private var subject = ""
 
   /// Reads the entries of a mapping against `specs`. Unknown keys are errors (with a
   /// suggestion), missing required options are errors at `owner`, absent options get
   /// their defaults. `extraKeys` are keys the caller handles itself. `subject` names
   /// the mapping in messages, e.g. "store node 'disk'".
   mutating func readMapping(
-    _ entries: [ConfigEntry], specs: [OptionSpec], extraKeys: Set<String> = [], subject: String,
-    owner: SourceLocation
+    _ entries: [ConfigEntry], specs: [OptionSpec], extraKeys: Set<String> = [], hintKeys: [String]? = nil,
+    subject: String, owner: SourceLocation
   ) -> (values: [String: OptionValue], locations: [String: SourceLocation]) {
+    let hintKeys = hintKeys ?? extraKeys.sorted()
     var values: [String: OptionValue] = [:]
     var locations: [String: SourceLocation] = [:]
+    let outerSubject = self.subject
+    self.subject = subject
+    defer { self.subject = outerSubject }
     for entry in entries {
       if extraKeys.contains(entry.key) { continue }
       guard let spec = specs.first(where: { $0.name == entry.key }) else {
-        let names = specs.map(\.name) + extraKeys.sorted()
+        let names = specs.map(\.name) + hintKeys.filter { key in !specs.contains { $0.name == key } }
         let hint =
           Suggest.hint(for: entry.key, in: names)
           ?? (names.isEmpty ? nil : "expected one of: " + names.joined(separator: ", "))
-        diagnostics.error(entry.keyLocation, "unknown option '\(entry.key)' for \(subject)", hint: hint)
+        let what =
+          subject == "the graph"
+          ? "unknown top-level key '\(entry.key)'" : "unknown option '\(entry.key)' for \(subject)"
+        diagnostics.error(entry.keyLocation, what, hint: hint)
         continue
       }
       locations[entry.key] = entry.value.location
@@ -60,6 +69,7 @@ struct OptionReader {
 
   /// Reads one value. Returns nil (and reports) when it does not fit the type.
   mutating func read(_ value: ConfigValue, as type: OptionType, option: String) -> OptionValue? {
+    if case .invalid = value.kind { return nil }  // already reported by the loader
     func mismatch(_ expected: String) -> OptionValue? {
       diagnostics.error(value.location, "'\(option)' expects \(expected), got \(value.kindDescription)")
       return nil
@@ -88,7 +98,9 @@ struct OptionReader {
         return mismatch("a mapping with " + fields.map { "'\($0.name)'" }.joined(separator: ", "))
       }
       let before = diagnostics.all.count
-      let (values, _) = readMapping(entries, specs: fields, subject: "'\(option)'", owner: value.location)
+      let (values, _) = readMapping(
+        entries, specs: fields, subject: "'\(option)'" + (subject.isEmpty ? "" : " of \(subject)"),
+        owner: value.location)
       return diagnostics.all.count == before ? .record(values) : nil
     case .dictionary(let element):
       guard let entries = value.entries else { return mismatch("a mapping of name to \(element.name)") }
@@ -105,7 +117,7 @@ struct OptionReader {
     default:
       break
     }
-    guard case .scalar(let text, let quoted) = value.kind else {
+    guard case .scalar(let text, _) = value.kind else {
       return mismatch(Self.expectation(type))
     }
     switch type {
@@ -137,7 +149,8 @@ struct OptionReader {
       guard let seconds = Units.parseDuration(text) else { return mismatch(Units.durationForm) }
       return .seconds(seconds)
     case .rate:
-      guard let rate = Units.parseRate(text), rate > 0 else { return mismatch(Units.rateForm) }
+      guard let rate = Units.parseRate(text) else { return mismatch(Units.rateForm) }
+      guard rate > 0 else { return outOfRange(value, option, "more than 0") }
       return .perSecond(rate)
     case .choice(let words, let prefixes):
       if words.contains(text) { return .string(text) }
@@ -159,7 +172,7 @@ struct OptionReader {
       case .success: return .string(text)
       case .failure(let error):
         diagnostics.error(
-          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          value.location(ofOffset: error.offset),
           "'\(option)': \(error.message)")
         return nil
       }
@@ -175,7 +188,7 @@ struct OptionReader {
       case .success: return .string(text)
       case .failure(let error):
         diagnostics.error(
-          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          value.location(ofOffset: error.offset),
           "'\(option)': \(error.message)",
           hint: error.hint)
         return nil
@@ -194,7 +207,7 @@ struct OptionReader {
       case .success: return .string(text)
       case .failure(let error):
         diagnostics.error(
-          value.location.advanced(by: quotedOffset(quoted, value) + error.offset),
+          value.location(ofOffset: error.offset),
           "'\(option)': \(error.message)")
         return nil
       }
@@ -209,9 +222,6 @@ struct OptionReader {
     diagnostics.error(value.location, "'\(option)' must be \(bound), got \(value.scalar ?? "")")
     return nil
   }
-
-  /// Offsets inside quoted scalars start after the opening quote.
-  private func quotedOffset(_ quoted: Bool, _ value: ConfigValue) -> Int { quoted ? 1 : 0 }
 
   static func expectation(_ type: OptionType) -> String {
     switch type {

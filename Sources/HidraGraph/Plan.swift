@@ -58,7 +58,9 @@ public struct Plan: Sendable {
   }
 
   /// Linux limits thread names to 15 bytes.
-  static func threadName(_ node: String) -> String { String(("h:" + node).utf8.prefix(15)) ?? "h:stage" }
+  public static func threadName(_ node: String) -> String {
+    String(("h:" + node).utf8.prefix(15)) ?? "h:stage"
+  }
 
   /// A readable listing for `hidra-run plan`.
   public var text: String {
