@@ -16,6 +16,8 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
   ],
   targets: [
     // System libraries from Debian (libzmq3-dev, libxxhash-dev); see Makefile `setup`.
@@ -23,11 +25,20 @@ let package = Package(
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
     .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
     .target(name: "HidraGraph", dependencies: [.product(name: "Yams", package: "Yams")]),
-    .target(name: "HidraNodes", dependencies: ["HidraGraph"]),
+    .target(
+      name: "HidraRuntime",
+      dependencies: ["HidraGraph", .product(name: "DequeModule", package: "swift-collections")]
+    ),
+    .target(
+      name: "HidraNodes",
+      dependencies: [
+        "HidraGraph", "HidraRuntime", "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
+      ]
+    ),
     .executableTarget(
       name: "hidra-run",
       dependencies: [
-        "HidraGraph", "HidraNodes",
+        "HidraGraph", "HidraNodes", "HidraRuntime",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -41,5 +52,7 @@ let package = Package(
       exclude: ["Fixtures"]  // read at test time from #filePath, not bundled
     ),
     .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+    .testTarget(name: "HidraRuntimeTests", dependencies: ["HidraRuntime", "HidraGraph"]),
+    .testTarget(name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph"]),
   ]
 )

@@ -13,6 +13,19 @@
 static inline uint64_t hidra_xxh3_64(const void *input, size_t length) {
   return XXH3_64bits_dispatch(input, length);
 }
+/// Streaming XXH3-64 over several payload parts, through the dispatch build.
+static inline XXH3_state_t *hidra_xxh3_create(void) {
+  XXH3_state_t *state = XXH3_createState();
+  if (state) XXH3_64bits_reset(state);
+  return state;
+}
+static inline void hidra_xxh3_reset(XXH3_state_t *state) { XXH3_64bits_reset(state); }
+static inline void hidra_xxh3_update(XXH3_state_t *state, const void *input, size_t length) {
+  XXH3_64bits_update_dispatch(state, input, length);
+}
+static inline uint64_t hidra_xxh3_digest(const XXH3_state_t *state) { return XXH3_64bits_digest(state); }
+static inline void hidra_xxh3_free(XXH3_state_t *state) { XXH3_freeState(state); }
+
 static inline uint64_t hidra_xxh64(const void *input, size_t length, uint64_t seed) {
   return XXH64(input, length, seed);
 }

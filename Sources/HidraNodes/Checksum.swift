@@ -1,4 +1,7 @@
+import CXXHash
+import Crypto
 import HidraGraph
+import HidraRuntime
 
 /// `checksum`: computes (or verifies) checksums of every data frame's payload.
 public enum ChecksumNode {
@@ -32,4 +35,89 @@ public enum ChecksumNode {
         input: detector
         algorithms: [xxh3, sha256]
       """)
+}
+
+extension ChecksumNode {
+  /// Digests of a frame's payload parts, in place (never copied).
+  public enum Digest {
+    /// Lowercase hex digest of `parts` with `algorithm` (`xxh3`, `xxh64`, `sha256`, `md5`).
+    public static func hex(_ algorithm: String, _ parts: [Payload]) -> String {
+      switch algorithm {
+      case "xxh3":
+        if parts.count == 1 {
+          return String(hex64: hidra_xxh3_64(parts[0].bytes.baseAddress, parts[0].count))
+        }
+        let state = hidra_xxh3_create()!
+        defer { hidra_xxh3_free(state) }
+        for part in parts { hidra_xxh3_update(state, part.bytes.baseAddress, part.count) }
+        return String(hex64: hidra_xxh3_digest(state))
+      case "xxh64":
+        if parts.count == 1 {
+          return String(hex64: hidra_xxh64(parts[0].bytes.baseAddress, parts[0].count, 0))
+        }
+        let state = XXH64_createState()!
+        defer { XXH64_freeState(state) }
+        XXH64_reset(state, 0)
+        for part in parts { XXH64_update(state, part.bytes.baseAddress, part.count) }
+        return String(hex64: XXH64_digest(state))
+      case "sha256":
+        var hasher = SHA256()
+        for part in parts { hasher.update(bufferPointer: part.bytes) }
+        return hexString(hasher.finalize())
+      case "md5":
+        var hasher = Insecure.MD5()
+        for part in parts { hasher.update(bufferPointer: part.bytes) }
+        return hexString(hasher.finalize())
+      default:
+        preconditionFailure("unknown checksum algorithm \(algorithm)")
+      }
+    }
+
+    static func hexString(_ bytes: some Sequence<UInt8>) -> String {
+      let digits = Array("0123456789abcdef".utf8)
+      var out: [UInt8] = []
+      for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 15)])
+      }
+      return String(decoding: out, as: UTF8.self)
+    }
+  }
+
+  /// The running checksum node.
+  struct Body: StageBody {
+    let algorithms: [String]
+    let verify: Bool
+    let dropMismatches: Bool
+
+    init(node: Node) {
+      algorithms = node["algorithms"]?.list?.compactMap(\.string) ?? ["xxh3"]
+      verify = node["mode"]?.string == "verify"
+      dropMismatches = node["on_mismatch"]?.string != "pass"
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      while var frame = context.receive() {
+        if frame.kind == .data {
+          var bad: [String] = []
+          for algorithm in algorithms {
+            let digest = Digest.hex(algorithm, frame.parts)
+            if verify {
+              if frame.meta.checksums[algorithm] != digest { bad.append(algorithm) }
+            } else {
+              frame.meta.checksums[algorithm] = digest
+            }
+          }
+          if !bad.isEmpty {
+            let carried = bad.map { "\($0) \(frame.meta.checksums[$0] ?? "missing")" }.joined(separator: ", ")
+            context.reportError(
+              "mismatch", "checksum mismatch for '\(frame.meta.name)' (carried: \(carried))")
+            if dropMismatches { continue }
+            frame.meta.attributes["checksum_mismatch"] = bad.joined(separator: ",")
+          }
+        }
+        guard context.emit(frame) else { return }
+      }
+    }
+  }
 }

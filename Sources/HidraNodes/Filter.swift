@@ -1,4 +1,5 @@
 import HidraGraph
+import HidraRuntime
 
 /// `filter`: passes on the data frames that match every condition given.
 public enum FilterNode {
@@ -62,4 +63,63 @@ public enum FilterNode {
         )
       }
     })
+}
+
+extension FilterNode {
+  /// The running filter: control frames always pass; data frames pass when every
+  /// condition holds (or none does, with `invert`).
+  struct Body: StageBody {
+    let onName: Bool
+    let globs: [Glob]
+    let regex: Regex<AnyRegexOutput>?
+    let series: Set<Int>?
+    let frameRange: ClosedRange<Int>
+    let sizeRange: ClosedRange<Int>
+    let attributes: [String: String]
+    let every: Int
+    let invert: Bool
+    var matched = 0
+
+    init(node: Node) throws {
+      onName = node["on"]?.string == "name"
+      globs = try (node["glob"]?.list ?? []).compactMap(\.string).map { try Glob.parse($0).get() }
+      regex = try node["regex"]?.string.map { try Regex($0) }
+      series = node["series"]?.list.map { Set($0.compactMap(\.integer)) }
+      let frames = node["frames"]?.record
+      frameRange = (frames?["from"]?.integer ?? 0)...(frames?["to"]?.integer ?? Int.max)
+      let size = node["size"]?.record
+      sizeRange =
+        Int(size?["min"]?.bytes ?? 0)...Int(min(size?["max"]?.bytes ?? UInt64(Int.max), UInt64(Int.max)))
+      attributes = node["attributes"]?.record?.compactMapValues(\.string) ?? [:]
+      every = node["every"]?.integer ?? 1
+      invert = node["invert"]?.boolean ?? false
+    }
+
+    /// True when the frame meets every condition but `every`.
+    func matches(_ frame: Frame) -> Bool {
+      let subject = onName ? String(frame.meta.name.split(separator: "/").last ?? "") : frame.meta.name
+      if !globs.isEmpty, !globs.contains(where: { $0.matches(subject) }) { return false }
+      if let regex, (try? regex.firstMatch(in: subject)) == nil { return false }
+      if let series, !series.contains(frame.meta.series) { return false }
+      if !frameRange.contains(frame.meta.frame) { return false }
+      if !sizeRange.contains(frame.byteCount) { return false }
+      for (key, value) in attributes where frame.meta.attributes[key] != value { return false }
+      return true
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      while let frame = context.receive() {
+        guard frame.kind == .data else {
+          guard context.emit(frame) else { return }
+          continue
+        }
+        var pass = matches(frame) != invert
+        if pass, every > 1 {
+          pass = matched % every == 0
+          matched += 1
+        }
+        if pass, !context.emit(frame) { return }
+      }
+    }
+  }
 }

@@ -1,4 +1,5 @@
 import HidraGraph
+import HidraRuntime
 
 /// `split`: sends frames to the nodes that read it.
 public enum SplitNode {
@@ -29,4 +30,57 @@ public enum SplitNode {
         input: detector
         mode: round-robin
       """)
+}
+
+extension SplitNode {
+  /// The running split. Control frames go to every branch in every mode.
+  struct Body: StageBody {
+    enum Mode { case broadcast, roundRobin, byKey(String) }
+    let mode: Mode
+    var next = 0
+
+    init(node: Node) {
+      switch node["mode"]?.string {
+      case "round-robin": mode = .roundRobin
+      case "by-key": mode = .byKey(node["key"]?.string ?? "series")
+      default: mode = .broadcast
+      }
+    }
+
+    /// The branch for a frame's key: FNV-1a of the key's text, so the same key
+    /// always goes to the same branch, in every run.
+    static func branch(for key: String, of count: Int) -> Int {
+      var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+      for byte in key.utf8 {
+        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+      }
+      return Int(hash % UInt64(count))
+    }
+
+    static func key(_ name: String, of frame: Frame) -> String {
+      switch name {
+      case "series": return String(frame.meta.series)
+      case "frame": return String(frame.meta.frame)
+      case "name": return frame.meta.name
+      default: return frame.meta.attributes[String(name.dropFirst("attr.".count))] ?? ""
+      }
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      let branches = context.output.branchCount
+      while let frame = context.receive() {
+        let ok: Bool
+        switch (frame.kind, mode) {
+        case (.data, .roundRobin) where branches > 0:
+          ok = context.output.send(frame, toBranch: next)
+          next = (next + 1) % branches
+        case (.data, .byKey(let name)) where branches > 0:
+          ok = context.output.send(frame, toBranch: Self.branch(for: Self.key(name, of: frame), of: branches))
+        default:
+          ok = context.emit(frame)
+        }
+        if !ok { return }
+      }
+    }
+  }
 }

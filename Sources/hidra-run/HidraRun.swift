@@ -9,7 +9,7 @@ struct HidraRun: ParsableCommand {
     commandName: "hidra-run",
     abstract: "Route detector frames to storage, analysis and archive, as one YAML graph describes.",
     discussion: """
-      A graph file names its nodes (sources, filters, splits, checksums, stores and forwards) and \
+      `hidra-run graph.yaml` (or `hidra-run run graph.yaml`) runs a graph. A graph file names its nodes (sources, filters, splits, checksums, stores and forwards) and \
       the edges between them, each edge with its own quality of service. Check a graph before beam \
       time with `hidra-run validate graph.yaml`, draw it with `hidra-run graph graph.yaml`, and see \
       what will run with `hidra-run plan graph.yaml`. `hidra-run nodes` lists every node type and \
@@ -17,7 +17,8 @@ struct HidraRun: ParsableCommand {
 
       Exit status: 0 success (warnings allowed), 1 the graph is invalid, 2 usage or I/O error.
       """,
-    subcommands: [Validate.self, Draw.self, Nodes.self, PlanCommand.self]
+    subcommands: [Run.self, Validate.self, Draw.self, Nodes.self, PlanCommand.self],
+    defaultSubcommand: Run.self
   )
 
   /// Like ArgumentParser's `main()`, but usage errors exit with 2 (not 64), as the

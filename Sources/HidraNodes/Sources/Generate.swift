@@ -1,4 +1,5 @@
 import HidraGraph
+import HidraRuntime
 
 /// `generate`: a synthetic detector, for demos, tests and benchmarks.
 public enum GenerateSource {
@@ -49,4 +50,111 @@ public enum GenerateSource {
         check.error("shape", "'shape' is [width, height], got \(shape.count) numbers")
       }
     })
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension GenerateSource {
+  /// Bytes per element of each dtype.
+  static let elementSize = ["uint8": 1, "uint16": 2, "uint32": 4, "float32": 4]
+
+  /// The running generator.
+  struct Body: StageBody {
+    let size: Int
+    let shape: [Int]?
+    let dtype: String
+    let count: Int?
+    let duration: Double?
+    let interval: UInt64?
+    let framesPerSeries: Int?
+    let firstSeries: Int
+    let name: PathTemplate
+    let content: GeneratedContent
+    let attributes: [String: String]
+    let graphName: String
+    let nodeName: String
+
+    init(node: Node, graph: Graph) throws {
+      let shape = node["shape"]?.list?.compactMap(\.integer)
+      dtype = node["dtype"]?.string ?? "uint16"
+      if let shape {
+        size = shape.reduce(1, *) * (GenerateSource.elementSize[dtype] ?? 1)
+      } else {
+        size = Int(node["size"]?.bytes ?? 1 << 20)
+      }
+      self.shape = shape
+      count = node["count"]?.integer
+      duration = node["duration"]?.seconds
+      interval = node["rate"]?.perSecond.map { UInt64(1e9 / $0) }
+      framesPerSeries = node["frames_per_series"]?.integer
+      firstSeries = node["first_series"]?.integer ?? 1
+      let template = node["name"]?.string ?? "series_{series}/frame_{frame:06}.raw"
+      switch PathTemplate.parse(template, allowed: ["series", "frame", "graph", "node"], attributes: false) {
+      case .success(let parsed): name = parsed
+      case .failure(let error): throw NodeSetupError("name template: \(error.message)")
+      }
+      content = GeneratedContent(seed: UInt64(node["seed"]?.integer ?? 0), size: size)
+      attributes = node["attributes"]?.record?.compactMapValues(\.string) ?? [:]
+      graphName = graph.name
+      nodeName = node.name
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      let start = monotonicNanos()
+      let end = duration.map { start + UInt64($0 * 1e9) }
+      var id: UInt64 = 0
+      var series = firstSeries
+      var inSeries = 0
+      var made = 0
+      var open = false
+      func header(_ series: Int) -> Payload {
+        var fields = ["\"series\": \(series)", "\"generator\": \"hidra generate\"", "\"size\": \(size)"]
+        if let shape { fields.append("\"shape\": [\(shape.map(String.init).joined(separator: ", "))]") }
+        fields.append("\"dtype\": \"\(dtype)\"")
+        if let framesPerSeries { fields.append("\"frames\": \(framesPerSeries)") }
+        return Payload(copying: Array(("{" + fields.joined(separator: ", ") + "}").utf8))
+      }
+      while !context.isStopping {
+        if let count, made >= count { break }
+        if let end, monotonicNanos() >= end { break }
+        if !open {
+          id += 1
+          guard context.emit(.seriesStart(series, id: id, header: header(series), attributes: attributes))
+          else { return }
+          open = true
+          inSeries = 0
+        }
+        if let interval { Self.sleep(until: start + UInt64(made) * interval) }
+        let payload = Payload(count: size) { content.fill($0, series: series, frame: inSeries) }
+        id += 1
+        let values = [
+          "series": String(series), "frame": String(inSeries), "graph": graphName, "node": nodeName,
+        ]
+        let meta = FrameMeta(
+          id: id, series: series, frame: inSeries, name: name.render { values[$0] ?? "" },
+          createdNanos: wallNanos(),
+          shape: shape, dtype: shape == nil ? nil : dtype, attributes: attributes)
+        guard context.emit(Frame(kind: .data, meta: meta, parts: [payload])) else { return }
+        made += 1
+        inSeries += 1
+        if let framesPerSeries, inSeries >= framesPerSeries {
+          id += 1
+          guard context.emit(.seriesEnd(series, id: id, frames: inSeries)) else { return }
+          open = false
+          series += 1
+        }
+      }
+      if open {
+        id += 1
+        context.emit(.seriesEnd(series, id: id, frames: inSeries))
+      }
+    }
+
+    static func sleep(until deadline: UInt64) {
+      var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+      while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &time, nil) == EINTR {}
+    }
+  }
 }

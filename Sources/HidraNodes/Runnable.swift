@@ -1,0 +1,35 @@
+import HidraGraph
+import HidraRuntime
+
+/// The stage factory of the real node types: what `hidra-run run` uses.
+public struct NodeRuntime: StageFactory {
+  public init() {}
+
+  public var runnableTypes: Set<String> { Set(Self.makers.keys) }
+
+  static let makers: [String: @Sendable (Node, Graph) throws -> any StageBody] = [
+    "generate": { node, graph in try GenerateSource.Body(node: node, graph: graph) },
+    "filter": { node, _ in try FilterNode.Body(node: node) },
+    "split": { node, _ in SplitNode.Body(node: node) },
+    "checksum": { node, _ in ChecksumNode.Body(node: node) },
+  ]
+
+  public func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
+    guard let make = Self.makers[node.type] else { throw RuntimeError.unsupportedNodes([node.name]) }
+    return try make(node, graph)
+  }
+}
+
+/// Errors a node reports when its options, already validated, still cannot be used.
+public struct NodeSetupError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}
+
+extension String {
+  /// Lowercase hex of a 64-bit value, 16 digits (the canonical form of xxh3/xxh64).
+  init(hex64 value: UInt64) {
+    let digits = String(value, radix: 16)
+    self = String(repeating: "0", count: 16 - digits.count) + digits
+  }
+}

@@ -1,0 +1,87 @@
+/// What a frame is: the start of a series, an image or file, or the end of a series.
+public enum FrameKind: String, Sendable, Hashable {
+  /// Opens a series; carries the detector's header (if any) as its payload and
+  /// `FrameMeta.attributes`. Never dropped; replayed to edges that join late.
+  case seriesStart = "series-start"
+  /// One image or file.
+  case data
+  /// Closes a series. Never dropped.
+  case seriesEnd = "series-end"
+
+  public var isControl: Bool { self != .data }
+}
+
+/// Everything known about a frame besides its bytes.
+public struct FrameMeta: Sendable, Hashable {
+  /// Unique within one run of a source, increasing.
+  public var id: UInt64
+  public var series: Int
+  /// Frame number within the series (data frames), starting at 0.
+  public var frame: Int
+  /// The frame's name or relative path, e.g. `series_1/frame_000042.raw`.
+  public var name: String
+  /// When the source made or received the frame (nanoseconds since the epoch).
+  public var createdNanos: UInt64
+  /// MIME-like type of the payload, e.g. `application/octet-stream`.
+  public var contentType: String
+  /// How the payload is encoded: `raw`, `lz4`, `bs16-lz4`, `bs32-lz4`, ...
+  public var encoding: String
+  /// Image shape `[width, height]` and element type, when known.
+  public var shape: [Int]?
+  public var dtype: String?
+  /// Digests by algorithm name (`xxh3`, `sha256`, ...), lowercase hex.
+  public var checksums: [String: String]
+  /// Free-form attributes.
+  public var attributes: [String: String]
+
+  public init(
+    id: UInt64 = 0, series: Int = 0, frame: Int = 0, name: String = "", createdNanos: UInt64 = 0,
+    contentType: String = "application/octet-stream", encoding: String = "raw", shape: [Int]? = nil,
+    dtype: String? = nil, checksums: [String: String] = [:], attributes: [String: String] = [:]
+  ) {
+    self.id = id
+    self.series = series
+    self.frame = frame
+    self.name = name
+    self.createdNanos = createdNanos
+    self.contentType = contentType
+    self.encoding = encoding
+    self.shape = shape
+    self.dtype = dtype
+    self.checksums = checksums
+    self.attributes = attributes
+  }
+}
+
+/// A unit that flows along edges: metadata plus payload parts.
+///
+/// Copying a `Frame` copies the metadata and shares the payloads.
+public struct Frame: Sendable {
+  public var kind: FrameKind
+  public var meta: FrameMeta
+  public var parts: [Payload]
+
+  public init(kind: FrameKind, meta: FrameMeta, parts: [Payload] = []) {
+    self.kind = kind
+    self.meta = meta
+    self.parts = parts
+  }
+
+  /// Payload bytes over all parts.
+  public var byteCount: Int { parts.reduce(0) { $0 + $1.count } }
+
+  public static func seriesStart(
+    _ series: Int, id: UInt64 = 0, header: Payload? = nil, attributes: [String: String] = [:]
+  )
+    -> Frame
+  {
+    Frame(
+      kind: .seriesStart,
+      meta: FrameMeta(id: id, series: series, contentType: "application/json", attributes: attributes),
+      parts: header.map { [$0] } ?? [])
+  }
+
+  public static func seriesEnd(_ series: Int, id: UInt64 = 0, frames: Int) -> Frame {
+    Frame(kind: .seriesEnd, meta: FrameMeta(id: id, series: series, attributes: ["frames": String(frames)]))
+  }
+}

@@ -1,0 +1,61 @@
+/// The output side of a stage: the edges to its consumers.
+///
+/// Owned by the producing stage's thread. `send` offers a frame to every edge in
+/// turn; a full best-effort or latest edge drops and returns at once, so only a
+/// full guaranteed edge can make the producer wait. The current series start is
+/// remembered and replayed to an edge that attaches mid-series, so a late
+/// consumer always has the header before its first image.
+public final class Output {
+  public private(set) var edges: [EdgeQueue]
+  private let counters: NodeCounters?
+  /// The series start of the open series, if any.
+  public private(set) var openSeries: Frame?
+
+  public init(edges: [EdgeQueue], counters: NodeCounters? = nil) {
+    self.edges = edges
+    self.counters = counters
+  }
+
+  /// The number of branches (consuming edges).
+  public var branchCount: Int { edges.count }
+
+  /// Sends to every edge. Returns false when some edge is closed for good (the
+  /// run was aborted or its consumer failed).
+  @discardableResult
+  public func send(_ frame: Frame) -> Bool {
+    track(frame)
+    var ok = true
+    for edge in edges where edge.send(frame) == .closed { ok = false }
+    return ok
+  }
+
+  /// Sends a data frame to one branch only (round-robin and by-key splits).
+  /// Control frames always go to every branch: use `send(_:)` for them.
+  @discardableResult
+  public func send(_ frame: Frame, toBranch index: Int) -> Bool {
+    precondition(frame.kind == .data, "control frames go to every branch")
+    track(frame)
+    return edges[index].send(frame) != .closed
+  }
+
+  /// Adds an edge while running; it first receives the open series' start frame.
+  public func attach(_ edge: EdgeQueue) {
+    if let openSeries { edge.send(openSeries) }
+    edges.append(edge)
+  }
+
+  /// The stage is done: consumers see the end once they have drained.
+  public func close() {
+    for edge in edges { edge.close() }
+  }
+
+  private func track(_ frame: Frame) {
+    switch frame.kind {
+    case .seriesStart: openSeries = frame
+    case .seriesEnd: openSeries = nil
+    case .data: break
+    }
+    counters?.framesOut.add(1, ordering: .relaxed)
+    counters?.bytesOut.add(frame.byteCount, ordering: .relaxed)
+  }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import HidraGraph
+import Synchronization
+
+/// Runs a checked graph: one stage per node, each on its own thread, connected by
+/// the edge queues of `EdgeQueue` (see docs/architecture.md for why edges within
+/// a process are Swift queues rather than inproc ZeroMQ sockets).
+///
+/// Lifecycle: `start()`; then either the sources finish by themselves, or
+/// `requestStop()` drains (sources stop, every queued frame on a guaranteed edge
+/// is still delivered, stages exit in order), or `abort()` ends at once and
+/// leaves what is queued (counted as dropped with reason `aborted`).
+public final class Runtime: @unchecked Sendable {
+  // @unchecked Sendable: `threads` and `failures` are guarded by `state`; the rest
+  // is immutable after init.
+  public let graph: Graph
+  public let metrics: Metrics
+  private let factory: any StageFactory
+  private let stopping = Stopping()
+  private let inboxes: [String: Inbox]
+  private let outgoing: [String: [EdgeQueue]]
+  private let state = ConditionLock()
+  private var running = 0
+  private var started = false
+  private var failureList: [String] = []
+  private let aborted = Atomic<Bool>(false)
+
+  /// Prepares a run. Throws `RuntimeError` when a node type cannot run yet or the
+  /// graph spans several hosts.
+  public init(graph: Graph, factory: any StageFactory) throws {
+    let unsupported = graph.nodes.filter { !factory.runnableTypes.contains($0.type) }
+    if !unsupported.isEmpty {
+      throw RuntimeError.unsupportedNodes(unsupported.map { "\($0.name) (\($0.type))" })
+    }
+    if Set(graph.nodes.map { $0.host ?? graph.hosts.first?.name ?? "" }).count > 1 {
+      throw RuntimeError.multiHost
+    }
+    self.graph = graph
+    self.factory = factory
+    var nodeCounters: [NodeCounters] = []
+    var edgeCounters: [EdgeCounters] = []
+    var inboxes: [String: Inbox] = [:]
+    var outgoing: [String: [EdgeQueue]] = [:]
+    for node in graph.nodes {
+      nodeCounters.append(NodeCounters(node: node.name, type: node.type))
+      guard !node.inputs.isEmpty else { continue }
+      let inbox = Inbox()
+      for edge in node.inputs {
+        let counters = EdgeCounters(from: edge.from, to: edge.to)
+        edgeCounters.append(counters)
+        outgoing[edge.from, default: []].append(inbox.addEdge(qos: edge.qos, counters: counters))
+      }
+      inboxes[node.name] = inbox
+    }
+    // Keep each producer's edges in the order its consumers were written.
+    self.inboxes = inboxes
+    self.outgoing = outgoing
+    self.metrics = Metrics(nodes: nodeCounters, edges: edgeCounters)
+  }
+
+  /// Starts every stage. Consumers start before producers so nothing waits on a
+  /// stage that is not there yet (it would not matter for correctness).
+  public func start() {
+    state.withLock {
+      precondition(!started, "a runtime runs once")
+      started = true
+      running = graph.nodes.count
+    }
+    for node in graph.nodes.reversed() {
+      let counters = metrics.node(node.name)!
+      let edges = outgoing[node.name] ?? []
+      let inbox = inboxes[node.name]
+      let thread = Thread { [self] in
+        // The context (and the body made from it) live on this thread only.
+        Thread.current.name = Plan.threadName(node.name)
+        let context = StageContext(
+          node: node, graph: graph, output: Output(edges: edges, counters: counters), inbox: inbox,
+          counters: counters, stopping: stopping)
+        runStage(context)
+      }
+      thread.stackSize = 1 << 20
+      thread.start()
+    }
+  }
+
+  private func runStage(_ context: StageContext) {
+    let node = context.node
+    do {
+      var body = try factory.makeBody(for: node, in: graph)
+      try body.run(context)
+    } catch {
+      state.withLock { failureList.append("\(node.name): \(error)") }
+      Log.error("node '\(node.name)' failed: \(error)")
+      abort()
+    }
+    context.output.close()
+    context.inbox?.detachConsumer()
+    state.withLock {
+      running -= 1
+      state.signalReadable()
+    }
+  }
+
+  /// Drains: sources stop making frames; everything else finishes what is queued.
+  public func requestStop() { stopping.request() }
+
+  /// Ends the run at once. Queued frames are left and counted (`aborted`).
+  public func abort() {
+    stopping.request()
+    guard !aborted.exchange(true, ordering: .relaxed) else { return }
+    for inbox in inboxes.values { inbox.abort() }
+  }
+
+  public var isAborted: Bool { aborted.load(ordering: .relaxed) }
+
+  /// Waits until every stage has exited, or `timeoutNanos` passes; true when all exited.
+  @discardableResult
+  public func wait(timeoutNanos: UInt64? = nil) -> Bool {
+    let deadline = timeoutNanos.map { monotonicNanos() + $0 }
+    return state.withLock {
+      while running > 0 {
+        if let deadline, monotonicNanos() >= deadline { return false }
+        state.waitReadable(until: deadline)
+      }
+      return true
+    }
+  }
+
+  /// Stages that failed, with their errors.
+  public var failures: [String] { state.withLock { failureList } }
+}
+
+public enum RuntimeError: Error, CustomStringConvertible {
+  case unsupportedNodes([String])
+  case multiHost
+
+  public var description: String {
+    switch self {
+    case .unsupportedNodes(let nodes):
+      return "these nodes' types cannot run yet: " + nodes.joined(separator: ", ")
+    case .multiHost:
+      return "this graph spans several hosts; running one host's part (--host) is not supported yet"
+    }
+  }
+}

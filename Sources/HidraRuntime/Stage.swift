@@ -1,0 +1,87 @@
+import HidraGraph
+import Synchronization
+
+/// The code of one node, run on its stage's own thread.
+///
+/// A body is made on the stage's thread (see `StageFactory`) and never leaves it,
+/// so it may hold sockets, files and mutable state without locks.
+public protocol StageBody {
+  /// Runs until the node is done. Sources return when `context.isStopping`
+  /// (or when they have made all they were asked for); other nodes return when
+  /// `context.receive` reports the end of their input. Thrown errors stop the
+  /// stage and fail the run.
+  mutating func run(_ context: StageContext) throws
+}
+
+/// Makes stage bodies for nodes; HidraNodes provides the real one.
+public protocol StageFactory: Sendable {
+  /// The node types this factory can run.
+  var runnableTypes: Set<String> { get }
+  /// Makes the body for `node`, on the stage's own thread.
+  func makeBody(for node: Node, in graph: Graph) throws -> any StageBody
+}
+
+/// What a stage body sees of the run: its node, its inputs, its outputs, its
+/// counters, and whether the run is stopping.
+public final class StageContext {
+  public let node: Node
+  public let graph: Graph
+  public let output: Output
+  public let counters: NodeCounters
+  let inbox: Inbox?
+  private let stopping: Stopping
+  private var pending: [Frame] = []
+  private var pendingIndex = 0
+
+  init(node: Node, graph: Graph, output: Output, inbox: Inbox?, counters: NodeCounters, stopping: Stopping) {
+    self.node = node
+    self.graph = graph
+    self.output = output
+    self.inbox = inbox
+    self.counters = counters
+    self.stopping = stopping
+  }
+
+  /// True once the run should drain: sources stop making frames and return.
+  public var isStopping: Bool { stopping.requested }
+
+  /// The next frame from any input, waiting for one; nil when every input has
+  /// ended (or the run was aborted). Frames are taken in batches under one lock.
+  public func receive() -> Frame? {
+    if pendingIndex == pending.count {
+      pending.removeAll(keepingCapacity: true)
+      pendingIndex = 0
+      guard let inbox, inbox.receive(into: &pending) else { return nil }
+    }
+    let frame = pending[pendingIndex]
+    pendingIndex += 1
+    counters.framesIn.add(1, ordering: .relaxed)
+    counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
+    return frame
+  }
+
+  /// Sends a frame to every consumer. Returns false when the run is over for
+  /// this stage's consumers (aborted, or a consumer failed).
+  @discardableResult
+  public func emit(_ frame: Frame) -> Bool { output.send(frame) }
+
+  /// Counts a problem the node handled without stopping, and logs the first few
+  /// of each kind.
+  public func reportError(_ kind: String, _ message: String) {
+    counters.errors.add(1, ordering: .relaxed)
+    let seen = errorKinds[kind, default: 0]
+    errorKinds[kind] = seen + 1
+    if seen < 3 {
+      Log.warning(
+        "\(node.name): \(message)\(seen == 2 ? " (further '\(kind)' errors are only counted)" : "")")
+    }
+  }
+  private var errorKinds: [String: Int] = [:]
+}
+
+/// The run's stop flag, shared by every stage.
+final class Stopping: Sendable {
+  private let flag = Atomic<Bool>(false)
+  var requested: Bool { flag.load(ordering: .relaxed) }
+  func request() { flag.store(true, ordering: .relaxed) }
+}
