@@ -1,0 +1,183 @@
+import HidraGraph
+import HidraNodes
+import HidraRuntime
+import Testing
+
+@Suite struct GenerateTests {
+  @Test func seriesAndDeterministicContent() throws {
+    let (recorder, metrics) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 1000, count: 10, frames_per_series: 4, first_series: 7, seed: 42}
+        out: {type: record, input: det}
+      """)
+    let kinds = recorder.frames(of: "out").map { frame -> String in
+      switch frame.kind {
+      case .seriesStart: return "S\(frame.meta.series)"
+      case .seriesEnd: return "E\(frame.meta.series)"
+      case .data: return "\(frame.meta.frame)"
+      }
+    }
+    #expect(kinds == ["S7", "0", "1", "2", "3", "E7", "S8", "0", "1", "2", "3", "E8", "S9", "0", "1", "E9"])
+    let content = GeneratedContent(seed: 42, size: 1000)
+    for frame in recorder.data(of: "out") {
+      #expect(frame.byteCount == 1000)
+      #expect(content.verify(frame.parts[0].bytes, series: frame.meta.series, frame: frame.meta.frame))
+      #expect(!content.verify(frame.parts[0].bytes, series: frame.meta.series, frame: frame.meta.frame + 1))
+    }
+    #expect(recorder.data(of: "out").first?.meta.name == "series_7/frame_000000.raw")
+    #expect(recorder.frames(of: "out").last?.meta.attributes["frames"] == "2")
+    #expect(metrics.node("det")?.framesOut.load(ordering: .relaxed) == 16)
+    let ids = recorder.frames(of: "out").map(\.meta.id)
+    #expect(ids == ids.sorted() && Set(ids).count == ids.count, "ids increase")
+  }
+
+  @Test func shapeGivesSizeAndMetadata() throws {
+    let (recorder, _) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, shape: [64, 32], dtype: uint32, count: 2, attributes: {beamline: p11}}
+        out: {type: record, input: det}
+      """)
+    let frame = try #require(recorder.data(of: "out").first)
+    #expect(frame.byteCount == 64 * 32 * 4)
+    #expect(frame.meta.shape == [64, 32])
+    #expect(frame.meta.dtype == "uint32")
+    #expect(frame.meta.attributes["beamline"] == "p11")
+    let header = try #require(recorder.frames(of: "out").first)
+    #expect(header.kind == .seriesStart)
+    #expect(String(decoding: header.parts[0].bytes, as: UTF8.self).contains("\"shape\": [64, 32]"))
+  }
+}
+
+@Suite struct ChecksumTests {
+  func digest(_ algorithm: String, _ text: String) -> String {
+    ChecksumNode.Digest.hex(algorithm, [Payload(copying: Array(text.utf8))])
+  }
+
+  @Test func knownVectors() {
+    #expect(digest("xxh3", "") == "2d06800538d394c2")
+    #expect(digest("xxh64", "") == "ef46db3751d8e999")
+    #expect(digest("sha256", "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(digest("md5", "abc") == "900150983cd24fb0d6963f7d28e17f72")
+  }
+
+  @Test func partsHashLikeTheirConcatenation() {
+    let whole = Array((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+    let parts = [
+      Payload(copying: whole[..<3]), Payload(copying: whole[3..<70_001]), Payload(copying: whole[70_001...]),
+    ]
+    for algorithm in ChecksumNode.algorithms {
+      #expect(
+        ChecksumNode.Digest.hex(algorithm, parts)
+          == ChecksumNode.Digest.hex(algorithm, [Payload(copying: whole)]))
+    }
+  }
+
+  @Test func computeThenVerify() throws {
+    let (recorder, metrics) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 4096, count: 20}
+        sum: {type: checksum, input: det, algorithms: [xxh3, sha256]}
+        check: {type: checksum, input: sum, algorithms: [xxh3, sha256], mode: verify}
+        out: {type: record, input: check}
+      """)
+    let data = recorder.data(of: "out")
+    #expect(data.count == 20)
+    for frame in data {
+      #expect(frame.meta.checksums["xxh3"] == ChecksumNode.Digest.hex("xxh3", frame.parts))
+      #expect(frame.meta.checksums["sha256"]?.count == 64)
+    }
+    #expect(metrics.node("check")?.errors.load(ordering: .relaxed) == 0)
+  }
+
+  @Test func verifyDropsOrMarksMismatches() throws {
+    // Frames without a carried digest cannot verify: each is a mismatch.
+    let (recorder, metrics) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 100, count: 5}
+        drop: {type: checksum, input: det, algorithms: [md5], mode: verify}
+        mark: {type: checksum, input: det, algorithms: [md5], mode: verify, on_mismatch: pass}
+        dropped: {type: record, input: drop}
+        marked: {type: record, input: mark}
+      """)
+    #expect(recorder.data(of: "dropped").isEmpty)
+    #expect(recorder.frames(of: "dropped").count == 2, "control frames still pass")
+    #expect(recorder.data(of: "marked").count == 5)
+    #expect(recorder.data(of: "marked").allSatisfy { $0.meta.attributes["checksum_mismatch"] == "md5" })
+    #expect(metrics.node("drop")?.errors.load(ordering: .relaxed) == 5)
+    #expect(metrics.node("mark")?.errors.load(ordering: .relaxed) == 5)
+  }
+}
+
+@Suite struct FilterTests {
+  /// Runs one filter over 3 series of 10 frames of 100..1000 bytes and returns
+  /// the (series, frame) pairs that passed.
+  func passed(_ options: String) throws -> [[Int]] {
+    let (recorder, _) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 100, count: 30, frames_per_series: 10, attributes: {beamline: p11}}
+        f: {type: filter, input: det, \(options)}
+        out: {type: record, input: f}
+      """)
+    #expect(recorder.frames(of: "out").count(where: { $0.kind != .data }) == 6, "control frames always pass")
+    return recorder.data(of: "out").map { [$0.meta.series, $0.meta.frame] }
+  }
+
+  @Test func conditions() throws {
+    #expect(try passed("series: [2]").map { $0[0] } == Array(repeating: 2, count: 10))
+    #expect(try passed("frames: {from: 3, to: 4}") == [[1, 3], [1, 4], [2, 3], [2, 4], [3, 3], [3, 4]])
+    #expect(try passed("glob: [\"series_3/*\"]").count == 10)
+    #expect(try passed("glob: [\"*_000009.raw\"], on: name") == [[1, 9], [2, 9], [3, 9]])
+    #expect(try passed("glob: [\"*_000009.raw\"]").isEmpty, "on: path by default, and * does not cross '/'")
+    #expect(try passed("regex: \"frame_00000[12]\"").count == 6)
+    #expect(try passed("size: {min: 101}").isEmpty)
+    #expect(try passed("attributes: {beamline: p11}").count == 30)
+    #expect(try passed("attributes: {beamline: p10}").isEmpty)
+    #expect(try passed("every: 7").map { $0[0] * 100 + $0[1] } == [100, 107, 204, 301, 308])
+    #expect(try passed("series: [2], invert: true").count == 20)
+  }
+}
+
+@Suite struct SplitTests {
+  @Test func broadcastSharesPayloads() throws {
+    let (recorder, _) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 65536, count: 50}
+        fan: {type: split, input: det}
+        a: {type: record, input: fan}
+        b: {type: record, input: fan}
+      """)
+    let a = recorder.data(of: "a")
+    let b = recorder.data(of: "b")
+    #expect(a.count == 50 && b.count == 50)
+    for (x, y) in zip(a, b) { #expect(x.parts[0] === y.parts[0], "the same bytes, never copied") }
+  }
+
+  @Test func roundRobinAndByKey() throws {
+    let (recorder, _) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 10, count: 40, frames_per_series: 10}
+        rr: {type: split, input: det, mode: round-robin}
+        key: {type: split, input: det, mode: by-key, key: series}
+        rr1: {type: record, input: rr}
+        rr2: {type: record, input: rr}
+        k1: {type: record, input: key}
+        k2: {type: record, input: key}
+      """)
+    #expect(recorder.data(of: "rr1").count == 20 && recorder.data(of: "rr2").count == 20)
+    #expect(
+      recorder.frames(of: "rr1").count(where: { $0.kind == .seriesStart }) == 4,
+      "control frames to every branch")
+    let k1 = Set(recorder.data(of: "k1").map(\.meta.series))
+    let k2 = Set(recorder.data(of: "k2").map(\.meta.series))
+    #expect(k1.isDisjoint(with: k2), "one series, one branch")
+    #expect(k1.union(k2) == [1, 2, 3, 4])
+    #expect(recorder.data(of: "k1").count + recorder.data(of: "k2").count == 40)
+  }
+}
