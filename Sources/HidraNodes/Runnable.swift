@@ -12,6 +12,7 @@ public struct NodeRuntime: StageFactory {
     "filter": { node, _ in try FilterNode.Body(node: node) },
     "split": { node, _ in SplitNode.Body(node: node) },
     "checksum": { node, _ in ChecksumNode.Body(node: node) },
+    "store": { node, graph in try StoreNode.Body(node: node, graph: graph) },
   ]
 
   public func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {

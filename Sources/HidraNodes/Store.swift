@@ -1,4 +1,5 @@
 import HidraGraph
+import HidraRuntime
 
 /// `store`: writes each data frame as a file below a root, atomically.
 public enum StoreNode {
@@ -53,4 +54,290 @@ public enum StoreNode {
         }
       }
     })
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension StoreNode {
+  /// Why a frame could not be stored.
+  enum StoreError: Error, CustomStringConvertible {
+    /// The frame's path is not safe below the root (never retried).
+    case unsafePath(String)
+    /// The target exists and `on_exists` says fail, or it differs with skip-identical (never retried).
+    case exists(String)
+    /// A system call failed (retried on guaranteed edges: full disk, permissions, ...).
+    case system(String, Int32)
+    /// `verify: true` read back different bytes (retried).
+    case verifyFailed(String)
+
+    var description: String {
+      switch self {
+      case .unsafePath(let path): return "unsafe path '\(path)': it must stay below the root"
+      case .exists(let path): return "'\(path)' already exists"
+      case .system(let call, let code): return "\(call): \(String(cString: strerror(code)))"
+      case .verifyFailed(let path): return "'\(path)' read back different bytes"
+      }
+    }
+
+    var kind: String {
+      switch self {
+      case .unsafePath: return "unsafe-path"
+      case .exists: return "exists"
+      case .system(_, let code): return "errno-\(code)"
+      case .verifyFailed: return "verify"
+      }
+    }
+
+    var isPermanent: Bool {
+      switch self {
+      case .unsafePath, .exists: return true
+      case .system, .verifyFailed: return false
+      }
+    }
+  }
+
+  /// The running store.
+  ///
+  /// Paths are resolved component by component from a descriptor of the root with
+  /// `O_NOFOLLOW`, so neither `..` nor a symlink anywhere below the root can lead a
+  /// write outside it. Each file is written under a hidden temporary name in its
+  /// target directory, synced per `fsync`, then renamed into place.
+  struct Body: StageBody {
+    let root: String
+    let template: PathTemplate
+    let fsyncFile: Bool
+    let fsyncDir: Bool
+    let onExists: String
+    let dirMode: mode_t
+    let fileMode: mode_t
+    let verify: Bool
+    let host: String
+    let graphName: String
+    let nodeName: String
+    var rootFD: Int32 = -1
+    var temporaryCounter = 0
+
+    init(node: Node, graph: Graph) throws {
+      root = node["root"]?.string ?? "."
+      switch PathTemplate.parse(
+        node["path"]?.string ?? "{relpath}", allowed: TemplateFields.frame, attributes: true)
+      {
+      case .success(let parsed): template = parsed
+      case .failure(let error): throw NodeSetupError("path template: \(error.message)")
+      }
+      let sync = node["fsync"]?.string ?? "file"
+      fsyncFile = sync != "none"
+      fsyncDir = sync == "file+dir"
+      onExists = node["on_exists"]?.string ?? "fail"
+      dirMode = mode_t(node["dir_mode"]?.string.flatMap { UInt16($0, radix: 8) } ?? 0o755)
+      fileMode = mode_t(node["file_mode"]?.string.flatMap { UInt16($0, radix: 8) } ?? 0o644)
+      verify = node["verify"]?.boolean ?? false
+      var name = [CChar](repeating: 0, count: 256)
+      gethostname(&name, name.count - 1)
+      host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      graphName = graph.name
+      nodeName = node.name
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      defer { if rootFD >= 0 { close(rootFD) } }
+      let guaranteed = context.node.inputs.allSatisfy { $0.qos.delivery == .guaranteed }
+      while let frame = context.receive() {
+        guard frame.kind == .data else { continue }
+        var delay: UInt32 = 50_000
+        var attempts = 0
+        while true {
+          do {
+            try store(frame)
+            break
+          } catch let error as StoreError {
+            attempts += 1
+            context.reportError(error.kind, "cannot store '\(frame.meta.name)': \(error)")
+            // Permanent problems are counted and the frame is dropped; anything
+            // else is retried on a guaranteed edge until it works or the run is
+            // aborted, while back-pressure holds the producers.
+            if error.isPermanent || !guaranteed || context.isAborted { break }
+            if attempts == 1 {
+              Log.warning("\(nodeName): retrying '\(frame.meta.name)' until it can be stored")
+            }
+            usleep(delay)
+            delay = min(delay * 2, 2_000_000)
+          }
+        }
+      }
+    }
+
+    mutating func openRoot() throws {
+      try Self.makeDirectories(root, mode: dirMode)
+      rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+      if rootFD < 0 { throw StoreError.system("open root \(root)", errno) }
+    }
+
+    static func makeDirectories(_ path: String, mode: mode_t) throws {
+      var current = path.hasPrefix("/") ? "" : "."
+      for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, mode) != 0 && errno != EEXIST { throw StoreError.system("mkdir \(current)", errno) }
+      }
+    }
+
+    /// The frame's path below the root, or an error when it is unsafe.
+    func relativePath(for frame: Frame) throws -> [String] {
+      let name = frame.meta.name
+      let base = String(name.split(separator: "/").last ?? "")
+      let dot = base.lastIndex(of: ".")
+      let created = frame.meta.createdNanos > 0 ? frame.meta.createdNanos : wallNanos()
+      var seconds = time_t(created / 1_000_000_000)
+      var parts = tm()
+      localtime_r(&seconds, &parts)
+      func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+      let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+      let time = "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
+      let rendered = template.render { field in
+        switch field {
+        case "series": return String(frame.meta.series)
+        case "frame": return String(frame.meta.frame)
+        case "name": return base
+        case "relpath": return name
+        case "stem": return dot.map { String(base[..<$0]) } ?? base
+        case "ext": return dot.map { String(base[base.index(after: $0)...]) } ?? ""
+        case "date": return date
+        case "time": return time
+        case "host": return host
+        case "graph": return graphName
+        case "node": return nodeName
+        default: return frame.meta.attributes[String(field.dropFirst("attr.".count))] ?? ""
+        }
+      }
+      let components = rendered.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+      let unsafe =
+        rendered.hasPrefix("/") || rendered.contains("\0") || components.isEmpty
+        || components.contains { $0 == ".." || $0 == "." }
+      if unsafe { throw StoreError.unsafePath(rendered) }
+      return components
+    }
+
+    mutating func store(_ frame: Frame) throws {
+      // Opened on first use, and again after a failure, so a root that is missing
+      // or not writable yet is retried like any other write problem.
+      if rootFD < 0 { try openRoot() }
+      let components = try relativePath(for: frame)
+      let path = components.joined(separator: "/")
+      let directory = try openDirectory(components.dropLast())
+      defer { close(directory) }
+      var target = components.last!
+      var existing = stat()
+      if fstatat(directory, target, &existing, AT_SYMLINK_NOFOLLOW) == 0 {
+        switch onExists {
+        case "overwrite":
+          if (existing.st_mode & S_IFMT) != S_IFREG { throw StoreError.exists(path) }
+        case "rename":
+          target = try freeName(for: target, in: directory)
+        case "skip-identical":
+          if try Self.contentEquals(frame, directory: directory, name: target) { return }
+          throw StoreError.exists(path + " (with different content)")
+        default:
+          throw StoreError.exists(path)
+        }
+      }
+      temporaryCounter += 1
+      let temporary = ".\(target).hidra-\(getpid())-\(temporaryCounter).tmp"
+      let fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, fileMode)
+      if fd < 0 { throw StoreError.system("create \(path)", errno) }
+      var ok = false
+      defer {
+        if !ok { unlinkat(directory, temporary, 0) }
+      }
+      do {
+        defer { close(fd) }
+        try Self.writeAll(fd, frame.parts, path: path)
+        if fsyncFile, fsync(fd) != 0 { throw StoreError.system("fsync \(path)", errno) }
+      }
+      if verify, try !Self.contentEquals(frame, directory: directory, name: temporary) {
+        throw StoreError.verifyFailed(path)
+      }
+      if renameat(directory, temporary, directory, target) != 0 {
+        throw StoreError.system("rename \(path)", errno)
+      }
+      ok = true
+      if fsyncDir, fsync(directory) != 0 { throw StoreError.system("fsync directory of \(path)", errno) }
+    }
+
+    /// Opens (creating as needed) the directory below the root, refusing symlinks.
+    func openDirectory(_ components: ArraySlice<String>) throws -> Int32 {
+      var fd = dup(rootFD)
+      for component in components {
+        var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if next < 0 && errno == ENOENT {
+          if mkdirat(fd, component, dirMode) != 0 && errno != EEXIST {
+            let code = errno
+            close(fd)
+            throw StoreError.system("mkdir \(component)", code)
+          }
+          next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        }
+        let code = errno
+        close(fd)
+        if next < 0 {
+          if code == ELOOP || code == ENOTDIR {
+            throw StoreError.unsafePath(components.joined(separator: "/"))
+          }
+          throw StoreError.system("open directory \(component)", code)
+        }
+        fd = next
+      }
+      return fd
+    }
+
+    func freeName(for name: String, in directory: Int32) throws -> String {
+      let dot = name.lastIndex(of: ".")
+      let stem = dot.map { String(name[..<$0]) } ?? name
+      let ext = dot.map { String(name[$0...]) } ?? ""
+      var status = stat()
+      for index in 1..<100_000 {
+        let candidate = "\(stem).\(index)\(ext)"
+        if fstatat(directory, candidate, &status, AT_SYMLINK_NOFOLLOW) != 0 { return candidate }
+      }
+      throw StoreError.exists(name)
+    }
+
+    static func writeAll(_ fd: Int32, _ parts: [Payload], path: String) throws {
+      for part in parts {
+        var offset = 0
+        while offset < part.count {
+          let written = write(fd, part.bytes.baseAddress! + offset, part.count - offset)
+          if written < 0 {
+            if errno == EINTR { continue }
+            throw StoreError.system("write \(path)", errno)
+          }
+          offset += written
+        }
+      }
+    }
+
+    /// True when the file `name` holds exactly the frame's bytes.
+    static func contentEquals(_ frame: Frame, directory: Int32, name: String) throws -> Bool {
+      let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+      if fd < 0 { throw StoreError.system("open \(name) to compare", errno) }
+      defer { close(fd) }
+      var status = stat()
+      guard fstat(fd, &status) == 0, Int(status.st_size) == frame.byteCount else { return false }
+      let chunk = 1 << 20
+      let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
+      defer { buffer.deallocate() }
+      for part in frame.parts {
+        var offset = 0
+        while offset < part.count {
+          let wanted = min(chunk, part.count - offset)
+          let got = read(fd, buffer, wanted)
+          if got < 0 && errno == EINTR { continue }
+          guard got > 0, memcmp(buffer, part.bytes.baseAddress! + offset, got) == 0 else { return false }
+          offset += got
+        }
+      }
+      return true
+    }
+  }
 }

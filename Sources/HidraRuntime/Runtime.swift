@@ -106,7 +106,7 @@ public final class Runtime: @unchecked Sendable {
 
   /// Ends the run at once. Queued frames are left and counted (`aborted`).
   public func abort() {
-    stopping.request()
+    stopping.abort()
     guard !aborted.exchange(true, ordering: .relaxed) else { return }
     for inbox in inboxes.values { inbox.abort() }
   }

@@ -45,6 +45,10 @@ public final class StageContext {
   /// True once the run should drain: sources stop making frames and return.
   public var isStopping: Bool { stopping.requested }
 
+  /// True once the run was aborted: a node retrying something (e.g. a store
+  /// waiting for disk space) gives up and returns.
+  public var isAborted: Bool { stopping.aborted }
+
   /// The next frame from any input, waiting for one; nil when every input has
   /// ended (or the run was aborted). Frames are taken in batches under one lock.
   public func receive() -> Frame? {
@@ -82,6 +86,12 @@ public final class StageContext {
 /// The run's stop flag, shared by every stage.
 final class Stopping: Sendable {
   private let flag = Atomic<Bool>(false)
+  private let abortFlag = Atomic<Bool>(false)
   var requested: Bool { flag.load(ordering: .relaxed) }
+  var aborted: Bool { abortFlag.load(ordering: .relaxed) }
   func request() { flag.store(true, ordering: .relaxed) }
+  func abort() {
+    abortFlag.store(true, ordering: .relaxed)
+    flag.store(true, ordering: .relaxed)
+  }
 }
