@@ -24,14 +24,14 @@ setup:
 build: setup
 	$(SWIFT) build --product hidra-run
 
-## demo: check, draw and plan the demo graph (graphs/demo.yaml)
+## demo: check the demo graph (graphs/demo.yaml), then run it for a few seconds
 demo: build
 	@echo "== hidra-run validate graphs/demo.yaml"
 	@$(HIDRA) validate graphs/demo.yaml
 	@echo; echo "== hidra-run plan graphs/demo.yaml"
 	@$(HIDRA) plan graphs/demo.yaml
-	@echo; echo "== hidra-run graph graphs/demo.yaml --format mermaid"
-	@$(HIDRA) graph graphs/demo.yaml --format mermaid
+	@echo; echo "== hidra-run graphs/demo.yaml   (1000 frames of 1 MiB at 200/s; Ctrl-C drains)"
+	@$(HIDRA) graphs/demo.yaml
 
 ## test: formatting, then every test
 test: setup lint

@@ -32,7 +32,7 @@ let package = Package(
     .target(
       name: "HidraNodes",
       dependencies: [
-        "HidraGraph", "HidraRuntime", "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
+        "HidraGraph", "HidraRuntime", "ZeroMQ", "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
     .executableTarget(
@@ -44,7 +44,10 @@ let package = Package(
     ),
     .executableTarget(
       name: "hidra-bench",
-      dependencies: ["HidraGraph", "HidraNodes", .product(name: "Yams", package: "Yams")],
+      dependencies: [
+        "HidraGraph", "HidraNodes", "HidraRuntime", "ZeroMQ", "CXXHash",
+        .product(name: "Yams", package: "Yams"),
+      ],
       path: "bench/hidra-bench"
     ),
     .testTarget(
@@ -53,6 +56,6 @@ let package = Package(
     ),
     .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
     .testTarget(name: "HidraRuntimeTests", dependencies: ["HidraRuntime", "HidraGraph"]),
-    .testTarget(name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph"]),
+    .testTarget(name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "ZeroMQ"]),
   ]
 )

@@ -1,4 +1,7 @@
 import HidraGraph
+import HidraRuntime
+import Synchronization
+import ZeroMQ
 
 /// `forward`: sends frames out of the graph to consumers over the network.
 public enum ForwardNode {
@@ -69,4 +72,117 @@ public enum ForwardNode {
         check.error("connect", "a hidra-transfer forward is a server: it needs 'listen: tcp://HOST:PORT'")
       }
     })
+}
+
+/// The one ZeroMQ context of the process, shared by every stage's sockets
+/// (contexts are thread-safe; sockets are not and stay on their stage's thread).
+enum SharedZMQ {
+  static let context: ZMQContext = {
+    do { return try ZMQContext(ioThreads: 1) } catch {
+      fatalError("cannot create a ZeroMQ context: \(error)")
+    }
+  }()
+}
+
+extension ForwardNode {
+  /// Why a forward cannot run yet, or nil.
+  static func unsupportedReason(_ node: Node) -> String? {
+    let format = node["format"]?.string ?? "native"
+    guard format == "native" else { return "format '\(format)' cannot run yet" }
+    let pattern = node["pattern"]?.string ?? "push"
+    guard pattern != "request" else { return "pattern 'request' cannot run yet" }
+    return nil
+  }
+
+  /// The running native forward: every frame as one message (header + payload),
+  /// or as several chunk messages when its payload is larger than `chunk_size`.
+  /// Payload parts are sent zero-copy: ZeroMQ holds the payload until it is on
+  /// the wire.
+  struct Body: StageBody {
+    let publish: Bool
+    let endpoint: String
+    let bind: Bool
+    let chunkSize: Int
+    let highWaterMark: Int32
+
+    init(node: Node) {
+      publish = node["pattern"]?.string == "pub"
+      bind = node["listen"] != nil
+      endpoint = node["listen"]?.string ?? node["connect"]?.string ?? ""
+      chunkSize = Int(node["chunk_size"]?.bytes ?? 8 << 20)
+      // ZeroMQ counts messages, not bytes: keep its queue short and let the edge's
+      // byte-bounded buffer hold the backlog.
+      highWaterMark = Int32(max(4, min(node.inputs.map(\.qos.bufferFrames).min() ?? 64, 1000)))
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      let socket = try Socket(publish ? .pub : .push, context: SharedZMQ.context)
+      try socket.setOption(.sendHighWaterMark, highWaterMark)
+      try socket.setOption(.linger, 0)
+      if bind { try socket.bind(endpoint) } else { try socket.connect(endpoint) }
+      while let frame = context.receive() {
+        guard try send(frame, on: socket, context) else { break }
+        context.counters.framesOut.add(1, ordering: .relaxed)
+        context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
+      }
+      // Drain: give queued messages time to reach consumers, unless aborted.
+      if !context.isAborted { try? socket.setOption(.linger, 5000) }
+      socket.close()
+    }
+
+    /// Sends one frame; false when the run was aborted while waiting.
+    func send(_ frame: Frame, on socket: borrowing Socket, _ context: StageContext) throws -> Bool {
+      let size = frame.byteCount
+      guard size > chunkSize else {
+        var message = MultipartMessage(minimumCapacity: 1 + frame.parts.count)
+        message.append(Message(Wire.encodeHeader(frame)))
+        for part in frame.parts { message.append(Self.message(part, part.bytes)) }
+        return try deliver(&message, on: socket, context)
+      }
+      // Chunks: slices of the payload parts, in order, each at most chunkSize bytes.
+      let count = (size + chunkSize - 1) / chunkSize
+      for index in 0..<count {
+        let start = index * chunkSize
+        let end = min(size, start + chunkSize)
+        var message = MultipartMessage(minimumCapacity: 2)
+        message.append(
+          Message(Wire.encodeHeader(frame, chunk: Wire.Chunk(index: index, count: count, offset: start))))
+        var partStart = 0
+        for part in frame.parts {
+          let partEnd = partStart + part.count
+          let low = max(start, partStart)
+          let high = min(end, partEnd)
+          if low < high {
+            message.append(
+              Self.message(
+                part, UnsafeRawBufferPointer(rebasing: part.bytes[(low - partStart)..<(high - partStart)])))
+          }
+          partStart = partEnd
+        }
+        guard try deliver(&message, on: socket, context) else { return false }
+      }
+      return true
+    }
+
+    /// A zero-copy message over `bytes`, which belong to `payload`.
+    static func message(_ payload: Payload, _ bytes: UnsafeRawBufferPointer) -> Message {
+      guard bytes.count > 0 else { return Message() }
+      return Message(bytesNoCopy: UnsafeMutableRawBufferPointer(mutating: bytes)) {
+        withExtendedLifetime(payload) {}
+      }
+    }
+
+    /// Push waits for room (back-pressure); pub never waits (ZeroMQ drops for slow
+    /// subscribers). Waiting wakes up regularly to notice an abort.
+    func deliver(_ message: inout MultipartMessage, on socket: borrowing Socket, _ context: StageContext)
+      throws -> Bool
+    {
+      while true {
+        if try socket.trySend(&message) { return true }
+        if publish { return true }
+        if context.isAborted { return false }
+        _ = try socket.poll(.writable, timeout: .milliseconds(200))
+      }
+    }
+  }
 }

@@ -13,7 +13,13 @@ public struct NodeRuntime: StageFactory {
     "split": { node, _ in SplitNode.Body(node: node) },
     "checksum": { node, _ in ChecksumNode.Body(node: node) },
     "store": { node, graph in try StoreNode.Body(node: node, graph: graph) },
+    "forward": { node, _ in ForwardNode.Body(node: node) },
   ]
+
+  public func unsupportedReason(for node: Node) -> String? {
+    if node.type == "forward" { return ForwardNode.unsupportedReason(node) }
+    return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
+  }
 
   public func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     guard let make = Self.makers[node.type] else { throw RuntimeError.unsupportedNodes([node.name]) }

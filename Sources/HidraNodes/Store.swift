@@ -1,5 +1,6 @@
 import HidraGraph
 import HidraRuntime
+import Synchronization
 
 /// `store`: writes each data frame as a file below a root, atomically.
 public enum StoreNode {
@@ -151,6 +152,8 @@ extension StoreNode {
         while true {
           do {
             try store(frame)
+            context.counters.framesOut.add(1, ordering: .relaxed)
+            context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
             break
           } catch let error as StoreError {
             attempts += 1

@@ -28,10 +28,10 @@ public final class Runtime: @unchecked Sendable {
   /// Prepares a run. Throws `RuntimeError` when a node type cannot run yet or the
   /// graph spans several hosts.
   public init(graph: Graph, factory: any StageFactory) throws {
-    let unsupported = graph.nodes.filter { !factory.runnableTypes.contains($0.type) }
-    if !unsupported.isEmpty {
-      throw RuntimeError.unsupportedNodes(unsupported.map { "\($0.name) (\($0.type))" })
+    let unsupported = graph.nodes.compactMap { node in
+      factory.unsupportedReason(for: node).map { "\(node.name): \($0)" }
     }
+    if !unsupported.isEmpty { throw RuntimeError.unsupportedNodes(unsupported) }
     if Set(graph.nodes.map { $0.host ?? graph.hosts.first?.name ?? "" }).count > 1 {
       throw RuntimeError.multiHost
     }
@@ -137,7 +137,7 @@ public enum RuntimeError: Error, CustomStringConvertible {
   public var description: String {
     switch self {
     case .unsupportedNodes(let nodes):
-      return "these nodes' types cannot run yet: " + nodes.joined(separator: ", ")
+      return "these nodes cannot run yet: " + nodes.joined(separator: "; ")
     case .multiHost:
       return "this graph spans several hosts; running one host's part (--host) is not supported yet"
     }

@@ -17,8 +17,17 @@ public protocol StageBody {
 public protocol StageFactory: Sendable {
   /// The node types this factory can run.
   var runnableTypes: Set<String> { get }
+  /// Why `node` cannot run (e.g. an option whose implementation is still to
+  /// come), or nil when it can.
+  func unsupportedReason(for node: Node) -> String?
   /// Makes the body for `node`, on the stage's own thread.
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody
+}
+
+extension StageFactory {
+  public func unsupportedReason(for node: Node) -> String? {
+    runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
+  }
 }
 
 /// What a stage body sees of the run: its node, its inputs, its outputs, its

@@ -1,0 +1,125 @@
+import Foundation
+import HidraGraph
+
+/// Hidra's native wire protocol, version 1 (docs/wire.md): one ZeroMQ multipart
+/// message per frame (or per chunk of a large frame): a JSON header part, then the
+/// payload part(s).
+public enum Wire {
+  public static let version = 1
+  /// Headers larger than this are rejected by receivers.
+  public static let maxHeaderBytes = 65_536
+
+  /// Where a chunk sits in its frame, for frames sent in several messages.
+  public struct Chunk: Sendable, Hashable {
+    /// Zero-based index of this chunk, and how many chunks the frame has.
+    public var index: Int
+    public var count: Int
+    /// Byte offset of this chunk's payload in the frame.
+    public var offset: Int
+
+    public init(index: Int, count: Int, offset: Int) {
+      self.index = index
+      self.count = count
+      self.offset = offset
+    }
+  }
+
+  /// The header of one message, as encoded and decoded.
+  public struct Header: Sendable, Hashable {
+    public var kind: FrameKind
+    public var meta: FrameMeta
+    /// Total payload bytes of the frame (over all chunks).
+    public var size: Int
+    public var chunk: Chunk?
+  }
+
+  /// Encodes the header of `frame` (or of one chunk of it) as compact JSON.
+  public static func encodeHeader(_ frame: Frame, chunk: Chunk? = nil) -> [UInt8] {
+    let meta = frame.meta
+    var json = "{\"hidra\":\(version),\"kind\":\"\(frame.kind.rawValue)\",\"id\":\(meta.id)"
+    json += ",\"series\":\(meta.series),\"frame\":\(meta.frame),\"name\":\(Rendering.quote(meta.name))"
+    json += ",\"created_ns\":\(meta.createdNanos),\"size\":\(frame.byteCount)"
+    json +=
+      ",\"content_type\":\(Rendering.quote(meta.contentType)),\"encoding\":\(Rendering.quote(meta.encoding))"
+    if let shape = meta.shape { json += ",\"shape\":[" + shape.map(String.init).joined(separator: ",") + "]" }
+    if let dtype = meta.dtype { json += ",\"dtype\":\(Rendering.quote(dtype))" }
+    if !meta.checksums.isEmpty { json += ",\"checksums\":" + object(meta.checksums) }
+    if !meta.attributes.isEmpty { json += ",\"attributes\":" + object(meta.attributes) }
+    if let chunk {
+      json += ",\"chunk\":{\"index\":\(chunk.index),\"count\":\(chunk.count),\"offset\":\(chunk.offset)}"
+    }
+    return Array((json + "}").utf8)
+  }
+
+  private static func object(_ values: [String: String]) -> String {
+    "{"
+      + values.sorted { $0.key < $1.key }.map { "\(Rendering.quote($0.key)):\(Rendering.quote($0.value))" }
+      .joined(separator: ",") + "}"
+  }
+
+  /// Why a received message was rejected; `kind` names the counter it goes to.
+  public struct DecodeError: Error, Sendable, CustomStringConvertible {
+    public var kind: String
+    public var description: String
+  }
+
+  /// Decodes a header part. Throws `DecodeError` for anything that is not a
+  /// version-1 header of sane size and types.
+  public static func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws -> Header {
+    func fail(_ kind: String, _ message: String) -> DecodeError {
+      DecodeError(kind: kind, description: message)
+    }
+    guard bytes.count <= maxHeaderBytes else {
+      throw fail("oversized-header", "header of \(bytes.count) bytes")
+    }
+    let data = Data(bytes)
+    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+      throw fail("bad-header", "header is not a JSON object")
+    }
+    guard let version = object["hidra"] as? Int else {
+      throw fail("bad-header", "header has no 'hidra' version")
+    }
+    guard version == Self.version else {
+      throw fail("wrong-version", "wire version \(version), expected \(Self.version)")
+    }
+    guard let kindText = object["kind"] as? String, let kind = FrameKind(rawValue: kindText) else {
+      throw fail("bad-header", "unknown or missing 'kind'")
+    }
+    func int(_ key: String, default value: Int? = nil) throws -> Int {
+      if let number = object[key] as? Int, number >= 0 { return number }
+      if object[key] == nil, let value { return value }
+      throw fail("bad-header", "'\(key)' must be a non-negative integer")
+    }
+    func strings(_ key: String) throws -> [String: String] {
+      guard let value = object[key] else { return [:] }
+      guard let map = value as? [String: String] else {
+        throw fail("bad-header", "'\(key)' must map names to strings")
+      }
+      return map
+    }
+    var meta = FrameMeta(
+      id: UInt64(try int("id", default: 0)), series: try int("series", default: 0),
+      frame: try int("frame", default: 0),
+      name: object["name"] as? String ?? "", createdNanos: UInt64(try int("created_ns", default: 0)))
+    if let type = object["content_type"] as? String { meta.contentType = type }
+    if let encoding = object["encoding"] as? String { meta.encoding = encoding }
+    if let shape = object["shape"] {
+      guard let dims = shape as? [Int], dims.allSatisfy({ $0 >= 0 }) else {
+        throw fail("bad-header", "'shape' must be a list of sizes")
+      }
+      meta.shape = dims
+    }
+    meta.dtype = object["dtype"] as? String
+    meta.checksums = try strings("checksums")
+    meta.attributes = try strings("attributes")
+    if meta.name.contains("\0") { throw fail("bad-header", "'name' contains a NUL character") }
+    var chunk: Chunk?
+    if let value = object["chunk"] {
+      guard let fields = value as? [String: Int], let index = fields["index"], let count = fields["count"],
+        let offset = fields["offset"], count >= 1, index >= 0, index < count, offset >= 0
+      else { throw fail("bad-chunk", "'chunk' must be {index, count, offset} with 0 <= index < count") }
+      chunk = Chunk(index: index, count: count, offset: offset)
+    }
+    return Header(kind: kind, meta: meta, size: try int("size"), chunk: chunk)
+  }
+}
