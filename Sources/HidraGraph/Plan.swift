@@ -1,7 +1,8 @@
 /// What `hidra-run` will start for a graph: one stage per node, and for every edge
 /// the transport and endpoint it uses.
 ///
-/// Edges within a host are ZeroMQ `inproc://` pairs inside one process. Edges that
+/// Edges within a host are in-process queues (bounded in frames and bytes, with
+/// the edge's delivery mode; see docs/architecture.md). Edges that
 /// cross hosts are TCP: the consuming host binds `tcp://*:PORT`, with ports given
 /// out from the host's `base_port` in the order the edges are written, and the
 /// producing host connects to `tcp://ADDRESS:PORT`.
@@ -13,10 +14,16 @@ public struct Plan: Sendable {
     public var host: String?
     /// The name of the stage's thread (as `top -H` shows it).
     public var thread: String
+    /// The network addresses the stage binds or connects, as `option: address`.
+    public var endpoints: [String] = []
   }
 
   public struct Link: Sendable {
-    public enum Transport: String, Sendable { case inproc, tcp }
+    public enum Transport: String, Sendable {
+      /// An in-process queue between two stages' threads.
+      case queue
+      case tcp
+    }
     public var edge: Edge
     public var transport: Transport
     /// Where the consumer binds.
@@ -29,25 +36,31 @@ public struct Plan: Sendable {
   public var stages: [Stage]
   public var links: [Link]
 
-  /// Compiles a checked graph. The graph must be valid.
-  public init(_ graph: Graph) {
+  /// Compiles a checked graph. The graph must be valid. With the catalog, each
+  /// stage also lists the addresses its endpoint options name.
+  public init(_ graph: Graph, catalog: NodeCatalog? = nil) {
     self.graph = graph.name
     let defaultHost = graph.hosts.first?.name
     let hostOf = Dictionary(
       graph.nodes.map { ($0.name, $0.host ?? defaultHost) }, uniquingKeysWith: { a, _ in a })
     func host(of name: String) -> String? { hostOf[name] ?? defaultHost }
-    stages = graph.nodes.map {
-      Stage(
-        name: $0.name, type: $0.type, kind: $0.kind, host: $0.host ?? defaultHost,
-        thread: Self.threadName($0.name))
+    stages = graph.nodes.map { node in
+      let endpoints = (catalog?[node.type]?.options ?? []).compactMap { option -> String? in
+        guard case .endpoint(_, let role) = option.type, let value = node[option.name]?.string else {
+          return nil
+        }
+        return "\(role == .listen ? "binds" : "connects") \(value) (\(option.name))"
+      }
+      return Stage(
+        name: node.name, type: node.type, kind: node.kind, host: node.host ?? defaultHost,
+        thread: Self.threadName(node.name), endpoints: endpoints)
     }
     var nextPort: [String: Int] = [:]
     links = graph.edges.map { edge in
       let producerHost = host(of: edge.from)
       let consumerHost = host(of: edge.to)
       if producerHost == consumerHost {
-        let endpoint = "inproc://hidra/\(graph.name)/\(edge.from)/\(edge.to)"
-        return Link(edge: edge, transport: .inproc, bind: endpoint, connect: endpoint)
+        return Link(edge: edge, transport: .queue, bind: "in-process queue", connect: "in-process queue")
       }
       let target = graph.hosts.first { $0.name == consumerHost }!
       let port = nextPort[target.name, default: target.basePort]
@@ -71,6 +84,7 @@ public struct Plan: Sendable {
       let host = stage.host.map { " on host \($0)" } ?? ""
       out +=
         "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\n"
+      for endpoint in stage.endpoints { out += "  \(String(repeating: " ", count: width))    \(endpoint)\n" }
     }
     out += "\nedges:\n"
     for link in links {

@@ -201,7 +201,7 @@ struct PlanCommand: ParsableCommand {
     commandName: "plan",
     abstract: "Show the stages and edges a graph compiles to, and the endpoints they use.",
     discussion: """
-      Each node runs as a stage on its own thread. Edges within a host are inproc:// queues in one \
+      Each node runs as a stage on its own thread. Edges within a host are bounded queues in one \
       process; edges between hosts are TCP, bound by the consuming host from its base_port.
       """)
 
@@ -210,6 +210,6 @@ struct PlanCommand: ParsableCommand {
 
   func run() throws {
     let graph = try requireValidGraph(file)
-    print(Plan(graph).text, terminator: "")
+    print(Plan(graph, catalog: NodeTypes.catalog).text, terminator: "")
   }
 }

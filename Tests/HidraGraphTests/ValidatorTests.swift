@@ -125,7 +125,7 @@ import Testing
     #expect(result.diagnostics.errors.first?.location.line ?? 0 >= 4)
   }
 
-  @Test func planUsesInprocWithinAHostAndTCPAcross() throws {
+  @Test func planUsesQueuesWithinAHostAndTCPAcross() throws {
     let result = validate(
       """
       graph: two
@@ -143,7 +143,7 @@ import Testing
     #expect(plan.stages.map(\.host) == ["a", "a", "b", "b"])
     #expect(
       plan.links.map(\.connect) == [
-        "inproc://hidra/two/det/f", "tcp://127.0.0.2:7000", "tcp://127.0.0.2:7001",
+        "in-process queue", "tcp://127.0.0.2:7000", "tcp://127.0.0.2:7001",
       ])
     #expect(plan.links[1].bind == "tcp://*:7000")
   }
