@@ -56,6 +56,9 @@ let package = Package(
     ),
     .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
     .testTarget(name: "HidraRuntimeTests", dependencies: ["HidraRuntime", "HidraGraph"]),
-    .testTarget(name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "ZeroMQ"]),
+    // Runs the hidra-run executable that `swift build` puts in .build/.
+    .testTarget(name: "HidraRunTests"),
+    .testTarget(
+      name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "ZeroMQ"]),
   ]
 )

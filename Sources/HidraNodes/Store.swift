@@ -161,7 +161,11 @@ extension StoreNode {
             // Permanent problems are counted and the frame is dropped; anything
             // else is retried on a guaranteed edge until it works or the run is
             // aborted, while back-pressure holds the producers.
-            if error.isPermanent || !guaranteed || context.isAborted { break }
+            if context.isAborted {
+              context.countAbandoned()
+              break
+            }
+            if error.isPermanent || !guaranteed { break }
             if attempts == 1 {
               Log.warning("\(nodeName): retrying '\(frame.meta.name)' until it can be stored")
             }

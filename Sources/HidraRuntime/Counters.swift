@@ -10,6 +10,8 @@ public final class NodeCounters: Sendable {
   public let bytesOut = Atomic<Int>(0)
   /// Problems the node handled without stopping (bad input, failed checks, retries).
   public let errors = Atomic<Int>(0)
+  /// Frames the node had taken from its inputs but not finished when the run was aborted.
+  public let abandoned = Atomic<Int>(0)
 
   public init(node: String, type: String) {
     self.node = node
@@ -21,7 +23,7 @@ public final class NodeCounters: Sendable {
       node: node, type: type, framesIn: framesIn.load(ordering: .relaxed),
       bytesIn: bytesIn.load(ordering: .relaxed),
       framesOut: framesOut.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
-      errors: errors.load(ordering: .relaxed))
+      errors: errors.load(ordering: .relaxed), abandoned: abandoned.load(ordering: .relaxed))
   }
 }
 
@@ -101,6 +103,7 @@ public struct NodeSnapshot: Sendable, Hashable {
   public var framesOut: Int
   public var bytesOut: Int
   public var errors: Int
+  public var abandoned: Int
 }
 
 public struct EdgeSnapshot: Sendable, Hashable {

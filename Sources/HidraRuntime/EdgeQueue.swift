@@ -26,20 +26,26 @@ public final class Inbox: @unchecked Sendable {
   /// Takes up to `max` frames, from the edges in turn, waiting until at least one
   /// is there. Returns false when every edge is closed and empty (or the run was
   /// aborted): the stage's input is over.
-  public func receive(into frames: inout [Frame], max: Int = 64) -> Bool {
+  ///
+  /// A batch also stops at `maxBytes` of payload (after at least one frame), so a
+  /// consumer never holds much beyond its edges' byte bounds: small frames move
+  /// in batches, large ones one at a time.
+  public func receive(into frames: inout [Frame], max: Int = 64, maxBytes: Int = 1 << 20) -> Bool {
     lock.withLock {
       while true {
         if aborted { return false }
         var took = false
         var open = false
+        var bytes = 0
         for step in 0..<queues.count {
           let queue = queues[(nextQueue + step) % queues.count]
-          while frames.count < max, let frame = queue.popLocked() {
+          while frames.count < max, bytes < maxBytes, let frame = queue.popLocked() {
+            bytes += frame.byteCount
             frames.append(frame)
             took = true
           }
           if !queue.closed || !queue.isEmpty { open = true }
-          if frames.count >= max { break }
+          if frames.count >= max || bytes >= maxBytes { break }
         }
         if !queues.isEmpty { nextQueue = (nextQueue + 1) % queues.count }
         if took {

@@ -61,6 +61,13 @@ public final class StageContext {
   /// The next frame from any input, waiting for one; nil when every input has
   /// ended (or the run was aborted). Frames are taken in batches under one lock.
   public func receive() -> Frame? {
+    if stopping.aborted {
+      // Frames taken from the edges but not handed out are abandoned: count them.
+      countAbandoned(pending.count - pendingIndex)
+      pending.removeAll()
+      pendingIndex = 0
+      return nil
+    }
     if pendingIndex == pending.count {
       pending.removeAll(keepingCapacity: true)
       pendingIndex = 0
@@ -77,6 +84,12 @@ public final class StageContext {
   /// this stage's consumers (aborted, or a consumer failed).
   @discardableResult
   public func emit(_ frame: Frame) -> Bool { output.send(frame) }
+
+  /// Counts frames the node had taken but could not finish because the run was
+  /// aborted (the summary reports them as left in the node).
+  public func countAbandoned(_ count: Int = 1) {
+    if count > 0 { counters.abandoned.add(count, ordering: .relaxed) }
+  }
 
   /// Counts a problem the node handled without stopping, and logs the first few
   /// of each kind.

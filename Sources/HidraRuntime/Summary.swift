@@ -58,11 +58,11 @@ public enum Summary {
   /// The summary printed when the run ends: totals per node and per edge, and
   /// what was left in each edge if the run was aborted.
   public static func final(_ snapshot: MetricsSnapshot, graph: Graph, elapsed: Double) -> String {
-    var rows = [["node", "type", "frames in", "frames out", "bytes out", "errors"]]
+    var rows = [["node", "type", "frames in", "frames out", "bytes out", "errors", "left"]]
     for node in snapshot.nodes {
       rows.append([
         node.node, node.type, String(node.framesIn), String(node.framesOut), bytesText(Double(node.bytesOut)),
-        String(node.errors),
+        String(node.errors), node.abandoned > 0 ? "\(node.abandoned) frames" : "0",
       ])
     }
     var edgeRows = [["edge", "delivery", "offered", "delivered", "dropped", "left", "waited"]]
