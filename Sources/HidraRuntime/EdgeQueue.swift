@@ -34,52 +34,54 @@ public final class Inbox: @unchecked Sendable {
     lock.withLock {
       while true {
         if aborted { return false }
-        var took = false
-        var open = false
-        var bytes = 0
-        for step in 0..<queues.count {
-          let queue = queues[(nextQueue + step) % queues.count]
-          while frames.count < max, bytes < maxBytes, let frame = queue.popLocked() {
-            bytes += frame.byteCount
-            frames.append(frame)
-            took = true
-          }
-          if !queue.closed || !queue.isEmpty { open = true }
-          if frames.count >= max || bytes >= maxBytes { break }
-        }
-        if !queues.isEmpty { nextQueue = (nextQueue + 1) % queues.count }
-        if took {
-          lock.signalWritable()
-          return true
-        }
+        let (took, open) = takeLocked(into: &frames, max: max, maxBytes: maxBytes)
+        if took { return true }
         if !open { return false }
         lock.waitReadable()
       }
     }
   }
 
-  /// Like `receive(into:max:)` but returns after `timeout` nanoseconds without a
+  /// Like `receive(into:max:maxBytes:)` but returns after `timeoutNanos` without a
   /// frame; `nil` means the input is over, an empty array means nothing arrived.
-  public func receive(timeoutNanos: UInt64, max: Int = 64) -> [Frame]? {
+  public func receive(timeoutNanos: UInt64, max: Int = 64, maxBytes: Int = 1 << 20) -> [Frame]? {
     let deadline = monotonicNanos() + timeoutNanos
     var frames: [Frame] = []
     return lock.withLock {
       while true {
         if aborted { return nil }
-        var open = false
-        for queue in queues {
-          while frames.count < max, let frame = queue.popLocked() { frames.append(frame) }
-          if !queue.closed || !queue.isEmpty { open = true }
-        }
-        if !frames.isEmpty {
-          lock.signalWritable()
-          return frames
-        }
+        let (took, open) = takeLocked(into: &frames, max: max, maxBytes: maxBytes)
+        if took { return frames }
         if !open { return nil }
         if monotonicNanos() >= deadline { return [] }
         lock.waitReadable(until: deadline)
       }
     }
+  }
+
+  /// Moves queued frames into `frames`, starting with a different edge each time
+  /// so a busy edge cannot starve the others. Returns whether any frame was taken
+  /// and whether any edge is still open or non-empty.
+  private func takeLocked(into frames: inout [Frame], max: Int, maxBytes: Int) -> (took: Bool, open: Bool) {
+    var took = false
+    var open = false
+    var bytes = 0
+    for step in 0..<queues.count {
+      let queue = queues[(nextQueue + step) % queues.count]
+      while frames.count < max, bytes < maxBytes, let frame = queue.popLocked() {
+        bytes += frame.byteCount
+        frames.append(frame)
+        took = true
+      }
+      if !queue.closed || !queue.isEmpty { open = true }
+      if frames.count >= max || bytes >= maxBytes {
+        open = true
+        break
+      }
+    }
+    if !queues.isEmpty { nextQueue = (nextQueue + 1) % queues.count }
+    if took { lock.signalWritable() }
+    return (took, open)
   }
 
   /// The consumer will not read any more (it finished or failed): producers'
@@ -95,6 +97,7 @@ public final class Inbox: @unchecked Sendable {
   /// queued is counted as dropped (`aborted`) and left.
   public func abort() {
     lock.withLock {
+      guard !aborted else { return }
       aborted = true
       for queue in queues { queue.abortLocked() }
       lock.signalReadable()
