@@ -39,6 +39,8 @@ public enum DropReason: String, Sendable, CaseIterable {
   case rate
   /// the run was aborted (second signal) with the frame still queued.
   case aborted
+  /// the consumer had stopped (finished or failed) with the frame still queued.
+  case closed
 }
 
 /// Counters of one edge: what was offered, delivered, dropped and queued.
@@ -55,6 +57,7 @@ public final class EdgeCounters: Sendable {
   private let droppedSample = Atomic<Int>(0)
   private let droppedRate = Atomic<Int>(0)
   private let droppedAborted = Atomic<Int>(0)
+  private let droppedClosed = Atomic<Int>(0)
   /// Frames and payload bytes in the queue now.
   public let queuedFrames = Atomic<Int>(0)
   public let queuedBytes = Atomic<Int>(0)
@@ -73,6 +76,7 @@ public final class EdgeCounters: Sendable {
     case .sample: return body(droppedSample)
     case .rate: return body(droppedRate)
     case .aborted: return body(droppedAborted)
+    case .closed: return body(droppedClosed)
     }
   }
 

@@ -88,7 +88,11 @@ public final class Inbox: @unchecked Sendable {
   /// sends stop waiting and report failure.
   public func detachConsumer() {
     lock.withLock {
+      guard !consumerGone else { return }
       consumerGone = true
+      if !aborted {
+        for queue in queues { queue.countLeftLocked(as: .closed) }
+      }
       lock.signalWritable()
     }
   }
@@ -151,7 +155,8 @@ public final class EdgeQueue: @unchecked Sendable {
     self.inbox = inbox
     self.qos = qos
     self.counters = counters
-    self.rateInterval = qos.maxRate.map { UInt64(1e9 / $0) }
+    // At most one frame a year keeps the arithmetic far from overflowing.
+    self.rateInterval = qos.maxRate.map { UInt64(min(1e9 / $0, 3.2e16)) }
   }
 
   var isEmpty: Bool { queue.isEmpty }
@@ -192,7 +197,12 @@ public final class EdgeQueue: @unchecked Sendable {
         if isFullLocked(adding: size) {
           let start = monotonicNanos()
           while isFullLocked(adding: size) {
-            if inbox.isAbortedLocked || inbox.isConsumerGoneLocked { return .closed }
+            if inbox.isAbortedLocked || inbox.isConsumerGoneLocked {
+              // Offered but never queued: say where it went.
+              counters.countDrop(inbox.isAbortedLocked ? .aborted : .closed)
+              counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed)
+              return .closed
+            }
             lock.waitWritable()
           }
           counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed)
@@ -254,8 +264,12 @@ public final class EdgeQueue: @unchecked Sendable {
     return frame
   }
 
-  func abortLocked() {
+  func abortLocked() { countLeftLocked(as: .aborted) }
+
+  /// Counts the data frames still queued as dropped for `reason` (they stay in
+  /// the queue, so the summary's 'left' column shows them too).
+  func countLeftLocked(as reason: DropReason) {
     let left = queue.count { $0.kind == .data }
-    if left > 0 { counters.countDrop(.aborted, left) }
+    if left > 0 { counters.countDrop(reason, left) }
   }
 }

@@ -91,6 +91,7 @@ public final class Runtime: @unchecked Sendable {
     } catch {
       state.withLock { failureList.append("\(node.name): \(error)") }
       Log.error("node '\(node.name)' failed: \(error)")
+      context.abandonPending()
       abort()
     }
     context.output.close()

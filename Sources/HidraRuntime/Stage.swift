@@ -85,6 +85,14 @@ public final class StageContext {
   @discardableResult
   public func emit(_ frame: Frame) -> Bool { output.send(frame) }
 
+  /// Counts the frames taken from the inputs but not yet handed out (after the
+  /// stage failed), and forgets them.
+  func abandonPending() {
+    countAbandoned(pending.count - pendingIndex)
+    pending.removeAll()
+    pendingIndex = 0
+  }
+
   /// Counts frames the node had taken but could not finish because the run was
   /// aborted (the summary reports them as left in the node).
   public func countAbandoned(_ count: Int = 1) {
