@@ -52,6 +52,8 @@ public final class EdgeCounters: Sendable {
   /// Frames (data and control) handed to the consumer, and their bytes.
   public let delivered = Atomic<Int>(0)
   public let deliveredBytes = Atomic<Int>(0)
+  /// Data frames handed to the consumer: offered = deliveredData + dropped + queued.
+  public let deliveredData = Atomic<Int>(0)
   private let droppedFull = Atomic<Int>(0)
   private let droppedOldest = Atomic<Int>(0)
   private let droppedSample = Atomic<Int>(0)
@@ -93,6 +95,7 @@ public final class EdgeCounters: Sendable {
       from: from, to: to, offered: offered.load(ordering: .relaxed),
       delivered: delivered.load(ordering: .relaxed),
       deliveredBytes: deliveredBytes.load(ordering: .relaxed),
+      deliveredData: deliveredData.load(ordering: .relaxed),
       dropped: Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0, dropped($0)) }),
       queuedFrames: queuedFrames.load(ordering: .relaxed), queuedBytes: queuedBytes.load(ordering: .relaxed),
       blockedNanos: blockedNanos.load(ordering: .relaxed))
@@ -116,6 +119,7 @@ public struct EdgeSnapshot: Sendable, Hashable {
   public var offered: Int
   public var delivered: Int
   public var deliveredBytes: Int
+  public var deliveredData: Int
   public var dropped: [DropReason: Int]
   public var queuedFrames: Int
   public var queuedBytes: Int

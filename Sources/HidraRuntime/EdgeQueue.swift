@@ -256,6 +256,7 @@ public final class EdgeQueue: @unchecked Sendable {
     if frame.kind == .data {
       dataFrames -= 1
       bytes -= size
+      counters.deliveredData.add(1, ordering: .relaxed)
     }
     counters.queuedFrames.store(queue.count, ordering: .relaxed)
     counters.queuedBytes.store(bytes, ordering: .relaxed)

@@ -47,7 +47,7 @@ public enum Summary {
     var edgeRows = [["edge", "delivered", "dropped", "queued", "queued bytes"]]
     for edge in current.edges {
       edgeRows.append([
-        "\(edge.from) -> \(edge.to)", String(edge.delivered), dropText(edge), String(edge.queuedFrames),
+        "\(edge.from) -> \(edge.to)", String(edge.deliveredData), dropText(edge), String(edge.queuedFrames),
         bytesText(Double(edge.queuedBytes)),
       ])
     }
@@ -65,13 +65,15 @@ public enum Summary {
         String(node.errors), node.abandoned > 0 ? "\(node.abandoned) frames" : "0",
       ])
     }
+    // Data frames only, so that offered = delivered + dropped + left.
     var edgeRows = [["edge", "delivery", "offered", "delivered", "dropped", "left", "waited"]]
     let deliveries = Dictionary(
       graph.edges.map { ("\($0.from)->\($0.to)", $0.qos.delivery.rawValue) }, uniquingKeysWith: { a, _ in a })
     for edge in snapshot.edges {
       edgeRows.append([
         "\(edge.from) -> \(edge.to)", deliveries["\(edge.from)->\(edge.to)"] ?? "", String(edge.offered),
-        String(edge.delivered), dropText(edge), edge.queuedFrames > 0 ? "\(edge.queuedFrames) frames" : "0",
+        String(edge.deliveredData), dropText(edge),
+        edge.queuedFrames > 0 ? "\(edge.queuedFrames) frames" : "0",
         "\(format1(Double(edge.blockedNanos) / 1e9))s",
       ])
     }
