@@ -2,8 +2,11 @@
 // measured in the same run, and the claim is the ratio: the machines are shared and
 // noisy, and absolute times drift 2-4x between runs.
 //
-//   make bench                         # all benchmarks
-//   .build/release/hidra-bench NAME    # one benchmark (validate)
+//   make bench                                # all benchmarks
+//   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory
+//   .build/release/hidra-bench --quick        # smaller volumes, one round (or HIDRA_BENCH_QUICK=1)
+//
+// See bench/README.md for what each one measures and how to read it.
 
 import Foundation
 import HidraGraph
@@ -75,8 +78,19 @@ func benchValidate() {
   )
 }
 
-let benchmarks: [(String, () -> Void)] = [("validate", benchValidate)]
-let selected = CommandLine.arguments.dropFirst()
+let benchmarks: [(String, () -> Void)] = [
+  ("validate", benchValidate), ("throughput", benchThroughput), ("checksum", benchChecksum),
+  ("memory", benchMemory),
+]
+let selected = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
+if let unknown = selected.first(where: { name in !benchmarks.contains { $0.0 == name } }) {
+  print("hidra-bench: no benchmark '\(unknown)'; choose from \(benchmarks.map(\.0).joined(separator: ", "))")
+  exit(2)
+}
+var first = true
 for (name, run) in benchmarks where selected.isEmpty || selected.contains(name) {
+  if !first { print() }
+  first = false
   run()
+  fflush(nil)
 }

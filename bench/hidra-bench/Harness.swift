@@ -1,0 +1,235 @@
+// The harness the runtime benchmarks share: two node types that exist only here
+// (a counting sink and a source of premade frames), a stage factory that adds them
+// to the real ones, and a helper that validates and runs a graph and times it.
+
+import Foundation
+import HidraGraph
+import HidraNodes
+import HidraRuntime
+import Synchronization
+
+/// What one counting sink received, readable from any thread once the run is over.
+final class Tally: Sendable {
+  let frames = Atomic<Int>(0)
+  let bytes = Atomic<Int>(0)
+}
+
+/// The node types of the harness, declared like the real ones so the graph is
+/// validated by the same validator.
+enum HarnessNodes {
+  /// `count`: a sink (kind `forward`, so it has no output) that counts data frames
+  /// and their bytes and does nothing else.
+  static let count = NodeTypeSpec(
+    name: "count", kind: .forward, summary: "benchmark sink: counts data frames and bytes", options: [])
+
+  /// `premade`: a source that sends the same few premade payloads again and again,
+  /// `count` data frames in one series, without filling anything.
+  static let premade = NodeTypeSpec(
+    name: "premade", kind: .source, summary: "benchmark source: resends premade payloads",
+    options: [OptionSpec("count", .integer(min: 1), required: true, doc: "Data frames to send.")])
+
+  static let catalog = NodeCatalog(NodeTypes.all + [count, premade])
+}
+
+/// The real stage factory (`NodeRuntime`) plus the harness's node types.
+struct HarnessFactory: StageFactory {
+  let real = NodeRuntime()
+  /// One tally per `count` node, by node name.
+  let tallies: [String: Tally]
+  /// The payloads every `premade` node sends, in turn.
+  let premade: [Payload]
+
+  var runnableTypes: Set<String> { real.runnableTypes.union(["count", "premade"]) }
+
+  func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
+    switch node.type {
+    case "count": return CountSink(tally: tallies[node.name]!)
+    case "premade": return PremadeSource(payloads: premade, count: node["count"]?.integer ?? 1)
+    default: return try real.makeBody(for: node, in: graph)
+    }
+  }
+}
+
+/// Receives every frame and counts the data frames and their bytes.
+struct CountSink: StageBody {
+  let tally: Tally
+
+  mutating func run(_ context: StageContext) throws {
+    var frames = 0
+    var bytes = 0
+    while let frame = context.receive() {
+      guard frame.kind == .data else { continue }
+      frames += 1
+      bytes += frame.byteCount
+    }
+    tally.frames.store(frames, ordering: .relaxed)
+    tally.bytes.store(bytes, ordering: .relaxed)
+  }
+}
+
+/// Sends `count` data frames whose payloads are `payloads` in turn (shared, never
+/// filled), between a series start and a series end.
+struct PremadeSource: StageBody {
+  let payloads: [Payload]
+  let count: Int
+
+  mutating func run(_ context: StageContext) throws {
+    var id: UInt64 = 1
+    guard context.emit(.seriesStart(1, id: id)) else { return }
+    for index in 0..<count {
+      if context.isStopping { break }
+      id += 1
+      let meta = FrameMeta(id: id, series: 1, frame: index)
+      guard context.emit(Frame(kind: .data, meta: meta, parts: [payloads[index % payloads.count]])) else {
+        return
+      }
+    }
+    context.emit(.seriesEnd(1, id: id + 1, frames: count))
+  }
+}
+
+/// The outcome of one graph run.
+struct GraphRun {
+  /// Wall time from `Runtime.start()` to the end of `Runtime.wait()`.
+  var seconds: Double
+  /// CPU time of the whole process (every thread) over the same span.
+  var cpuSeconds: Double
+  /// The most data frames seen queued on one edge, sampled every tick.
+  var peakQueuedFrames: Int
+  /// What each `count` node received, by node name.
+  var received: [String: (frames: Int, bytes: Int)]
+  var graph: Graph
+}
+
+/// Validates `yaml` with the harness catalog (any error stops the benchmark),
+/// runs it to its end, and times it. `tick` is called every `tickNanos` on the
+/// calling thread while the graph runs (the memory benchmark samples RSS there).
+func runGraph(
+  _ yaml: String, premade: [Payload] = [], tickNanos: UInt64 = 100_000_000, tick: (() -> Void)? = nil
+) -> GraphRun {
+  let check = GraphValidator(catalog: HarnessNodes.catalog).validate(text: yaml, file: "bench.yaml")
+  guard check.isValid, let graph = check.graph else {
+    fatalError(
+      "benchmark graph is invalid:\n\(check.diagnostics.sorted.map(\.description).joined(separator: "\n"))")
+  }
+  var tallies: [String: Tally] = [:]
+  for node in graph.nodes where node.type == "count" { tallies[node.name] = Tally() }
+  let runtime: Runtime
+  do {
+    runtime = try Runtime(graph: graph, factory: HarnessFactory(tallies: tallies, premade: premade))
+  } catch {
+    fatalError("cannot run the benchmark graph: \(error)")
+  }
+  let start = monotonicNanos()
+  let cpuStart = processCPUSeconds()
+  runtime.start()
+  var peakQueued = 0
+  while !runtime.wait(timeoutNanos: tickNanos) {
+    for edge in runtime.metrics.edges {
+      peakQueued = max(peakQueued, edge.queuedFrames.load(ordering: .relaxed))
+    }
+    tick?()
+  }
+  let seconds = Double(monotonicNanos() - start) / 1e9
+  let cpuSeconds = processCPUSeconds() - cpuStart
+  precondition(runtime.failures.isEmpty, "benchmark graph failed: \(runtime.failures)")
+  return GraphRun(
+    seconds: seconds, cpuSeconds: cpuSeconds, peakQueuedFrames: peakQueued,
+    received: tallies.mapValues {
+      ($0.frames.load(ordering: .relaxed), $0.bytes.load(ordering: .relaxed))
+    }, graph: graph)
+}
+
+/// CPU time this process used so far, over all its threads (user and system).
+func processCPUSeconds() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Payloads with the content `generate` would give them (seed 0), made once.
+func premadePayloads(size: Int, count: Int) -> [Payload] {
+  let content = GeneratedContent(seed: 0, size: size)
+  return (0..<count).map { frame in Payload(count: size) { content.fill($0, series: 1, frame: frame) } }
+}
+
+// MARK: - Options and printing
+
+/// Command-line settings shared by the benchmarks.
+enum BenchOptions {
+  /// `--quick` (or `HIDRA_BENCH_QUICK=1`): smaller volumes, one round; for a smoke run.
+  static let quick =
+    CommandLine.arguments.contains("--quick")
+    || ProcessInfo.processInfo.environment["HIDRA_BENCH_QUICK"] == "1"
+
+  /// `--size=1MiB` (repeatable): only these frame sizes, e.g. to profile one row.
+  static let sizes: Set<Int> = Set(
+    CommandLine.arguments.filter { $0.hasPrefix("--size=") }.compactMap {
+      Units.parseSize(String($0.dropFirst("--size=".count))).map { Int($0) }
+    })
+
+  /// `--rounds=N`: measure each row N times and keep the best (a benchmark's own
+  /// default otherwise, 1 with --quick).
+  static func rounds(default normal: Int) -> Int {
+    CommandLine.arguments.lazy.filter { $0.hasPrefix("--rounds=") }.compactMap {
+      Int($0.dropFirst("--rounds=".count))
+    }.first ?? (quick ? 1 : normal)
+  }
+
+  /// `--only=raw,a,b,rawhash`: measure only these columns of `throughput` (to profile one).
+  static let only: Set<String> = Set(
+    CommandLine.arguments.filter { $0.hasPrefix("--only=") }.flatMap {
+      $0.dropFirst("--only=".count).split(separator: ",").map { $0.lowercased() }
+    })
+
+  /// Whether the `throughput` column `name` (raw, a, b, rawhash) is measured.
+  static func measures(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
+
+  /// `--verbose`: print every measurement, not only the best.
+  static let verbose = CommandLine.arguments.contains("--verbose")
+
+  /// The sizes of `all` that `--size=` selected (all of them without `--size=`).
+  static func selected(_ all: [Int]) -> [Int] { sizes.isEmpty ? all : all.filter(sizes.contains) }
+}
+
+/// `4 KiB`, `64 KiB`, `1 MiB`: a power-of-two size, for table rows.
+func sizeName(_ bytes: Int) -> String {
+  if bytes >= 1 << 30 { return "\(bytes >> 30) GiB" }
+  if bytes >= 1 << 20 { return "\(bytes >> 20) MiB" }
+  if bytes >= 1 << 10 { return "\(bytes >> 10) KiB" }
+  return "\(bytes) B"
+}
+
+/// A size as the graph language writes it, e.g. `64KiB`.
+func yamlSize(_ bytes: Int) -> String { sizeName(bytes).replacingOccurrences(of: " ", with: "") }
+
+/// Formats `value` with `decimals` digits after the point; `-` for a value that
+/// was not measured (zero, infinite or NaN).
+func fixed(_ value: Double, _ decimals: Int = 2) -> String {
+  value.isFinite && value != 0 ? String(format: "%.\(decimals)f", value) : "-"
+}
+
+/// Prints rows as a table whose columns are as wide as their widest cell; the
+/// first row is the header, followed by a rule. Text is right-aligned except in
+/// the first column.
+func printTable(_ rows: [[String]]) {
+  guard let header = rows.first else { return }
+  var widths = [Int](repeating: 0, count: header.count)
+  for row in rows {
+    for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+  }
+  func line(_ row: [String]) -> String {
+    let cells = row.enumerated().map { column, cell -> String in
+      let pad = String(repeating: " ", count: widths[column] - cell.count)
+      return column == 0 ? cell + pad : pad + cell
+    }
+    return "  " + cells.joined(separator: " | ")
+  }
+  print(line(header))
+  print("  " + widths.map { String(repeating: "-", count: $0) }.joined(separator: "-|-"))
+  for row in rows.dropFirst() { print(line(row)) }
+}
+
+/// The best of several measurements of a rate (the noise on a shared machine only
+/// ever makes things slower).
+func best(_ values: [Double]) -> Double { values.max() ?? 0 }
