@@ -12,6 +12,10 @@ final class ConditionLock: @unchecked Sendable {
   private let readable = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
   /// Signalled when a queue loses a frame or is aborted.
   private let writable = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+  /// Threads waiting on each condition (read and written with the mutex held), so
+  /// a signal with nobody waiting costs no system call.
+  private var readWaiters = 0
+  private var writeWaiters = 0
 
   init() {
     pthread_mutex_init(mutex, nil)
@@ -40,10 +44,22 @@ final class ConditionLock: @unchecked Sendable {
   }
 
   /// Waits (the lock held) until signalled or `deadline` (CLOCK_MONOTONIC nanoseconds) passes.
-  func waitReadable(until deadline: UInt64? = nil) { wait(readable, until: deadline) }
-  func waitWritable(until deadline: UInt64? = nil) { wait(writable, until: deadline) }
-  func signalReadable() { pthread_cond_broadcast(readable) }
-  func signalWritable() { pthread_cond_broadcast(writable) }
+  func waitReadable(until deadline: UInt64? = nil) {
+    readWaiters += 1
+    wait(readable, until: deadline)
+    readWaiters -= 1
+  }
+
+  func waitWritable(until deadline: UInt64? = nil) {
+    writeWaiters += 1
+    wait(writable, until: deadline)
+    writeWaiters -= 1
+  }
+
+  /// Wakes the threads waiting to read; call with the lock held.
+  func signalReadable() { if readWaiters > 0 { pthread_cond_broadcast(readable) } }
+  /// Wakes the threads waiting to write; call with the lock held.
+  func signalWritable() { if writeWaiters > 0 { pthread_cond_broadcast(writable) } }
 
   private func wait(_ cond: UnsafeMutablePointer<pthread_cond_t>, until deadline: UInt64?) {
     guard let deadline else {

@@ -13,21 +13,23 @@
 /// the payload, before any other thread can see it, and never after.
 public final class Payload: @unchecked Sendable {
   public let bytes: UnsafeRawBufferPointer
-  /// Memory this payload allocated itself, freed in `deinit`.
+  /// Memory this payload allocated itself, given back in `deinit`, and its capacity.
   private let allocated: UnsafeMutableRawPointer?
+  private let capacity: Int
   /// How to give back adopted memory.
   private let release: (@Sendable () -> Void)?
 
   /// Allocates `count` bytes and lets `fill` write them, once.
   public init(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
-    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
-    let buffer = UnsafeMutableRawBufferPointer(rebasing: memory[0..<count])
+    let (memory, capacity) = BufferPool.shared.take(count)
+    let buffer = UnsafeMutableRawBufferPointer(start: memory, count: count)
     do { try fill(buffer) } catch {
-      memory.deallocate()
+      BufferPool.shared.give(memory, capacity: capacity)
       throw error
     }
     self.bytes = UnsafeRawBufferPointer(buffer)
-    self.allocated = memory.baseAddress
+    self.allocated = memory
+    self.capacity = capacity
     self.release = nil
   }
 
@@ -41,15 +43,70 @@ public final class Payload: @unchecked Sendable {
   public init(adopting bytes: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void) {
     self.bytes = bytes
     self.allocated = nil
+    self.capacity = 0
     self.release = release
   }
 
   deinit {
-    allocated?.deallocate()
+    if let allocated { BufferPool.shared.give(allocated, capacity: capacity) }
     release?()
   }
 
   public var count: Int { bytes.count }
 
   public static let empty = Payload(count: 0) { _ in }
+}
+
+/// Reuses large payload buffers.
+///
+/// Payloads are made on one thread (the source) and freed on another (the last
+/// consumer). glibc serves large blocks with mmap and gives them back on free, so
+/// every frame of a megabyte or more faulted its pages in again: a benchmark saw
+/// 38x the page faults of raw libzmq. Buffers of 64 KiB and more are kept here
+/// instead, up to `maxBytes` in all, and handed out again already faulted in.
+final class BufferPool: @unchecked Sendable {
+  // @unchecked Sendable: `state` is only touched under `lock`.
+  static let shared = BufferPool(maxBytes: 32 << 20)
+  /// Smaller buffers come from malloc directly.
+  static let threshold = 64 << 10
+
+  private struct State {
+    var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    var bytes = 0
+  }
+  private let lock = ConditionLock()
+  private var state = State()
+  let maxBytes: Int
+
+  init(maxBytes: Int) { self.maxBytes = maxBytes }
+
+  /// A buffer of at least `count` bytes, and its capacity.
+  func take(_ count: Int) -> (UnsafeMutableRawPointer, Int) {
+    guard count >= Self.threshold else {
+      guard let memory = malloc(max(count, 1)) else { fatalError("out of memory allocating \(count) bytes") }
+      return (memory, 0)
+    }
+    let capacity = (count + Self.threshold - 1) / Self.threshold * Self.threshold
+    let reused = lock.withLock { () -> UnsafeMutableRawPointer? in
+      guard let memory = state.free[capacity]?.popLast() else { return nil }
+      state.bytes -= capacity
+      return memory
+    }
+    if let reused { return (reused, capacity) }
+    guard let memory = malloc(capacity) else { fatalError("out of memory allocating \(capacity) bytes") }
+    return (memory, capacity)
+  }
+
+  /// Gives a buffer back: kept for reuse while the pool is under its bound.
+  func give(_ memory: UnsafeMutableRawPointer, capacity: Int) {
+    let kept =
+      capacity > 0
+      && lock.withLock { () -> Bool in
+        guard state.bytes + capacity <= maxBytes else { return false }
+        state.free[capacity, default: []].append(memory)
+        state.bytes += capacity
+        return true
+      }
+    if !kept { free(memory) }
+  }
 }
