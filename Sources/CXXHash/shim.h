@@ -1,7 +1,7 @@
 #ifndef HIDRA_CXXHASH_SHIM_H
 #define HIDRA_CXXHASH_SHIM_H
-// Debian builds XXH3_64bits generically (about 18 GB/s). The x86 dispatch entry
-// points pick AVX2/AVX512 at run time (about 75 GB/s). Swift cannot see the
+// Debian builds XXH3_64bits generically (5 GB/s in `hidra-bench checksum` here).
+// The x86 dispatch entry points pick AVX2/AVX512 at run time (50-95 GB/s). Swift cannot see the
 // header's `#define XXH3_64bits XXH3_64bits_dispatch`, so we wrap the dispatch
 // functions in inline functions with names that say what they are.
 #define XXH_DISPATCH_DISABLE_REPLACE 1
