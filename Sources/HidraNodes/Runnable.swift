@@ -14,6 +14,7 @@ public struct NodeRuntime: StageFactory {
     "checksum": { node, _ in ChecksumNode.Body(node: node) },
     "store": { node, graph in try StoreNode.Body(node: node, graph: graph) },
     "forward": { node, _ in ForwardNode.Body(node: node) },
+    "zmq": { node, _ in ZMQSource.Body(node: node) },
   ]
 
   public func unsupportedReason(for node: Node) -> String? {

@@ -63,6 +63,16 @@ public enum Wire {
     public var description: String
   }
 
+  /// A JSON integer, and nothing else: Foundation on Linux also casts `true`,
+  /// `false` and whole floating-point numbers to `Int`.
+  static func integer(_ value: Any?) -> Int? {
+    guard let number = value as? NSNumber else { return nil }
+    switch String(cString: number.objCType) {
+    case "c", "d", "f", "B": return nil  // booleans and floating point
+    default: return value as? Int
+    }
+  }
+
   /// Decodes a header part. Throws `DecodeError` for anything that is not a
   /// version-1 header of sane size and types.
   public static func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws -> Header {
@@ -76,7 +86,7 @@ public enum Wire {
     guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
       throw fail("bad-header", "header is not a JSON object")
     }
-    guard let version = object["hidra"] as? Int else {
+    guard let version = integer(object["hidra"]) else {
       throw fail("bad-header", "header has no 'hidra' version")
     }
     guard version == Self.version else {
@@ -86,7 +96,7 @@ public enum Wire {
       throw fail("bad-header", "unknown or missing 'kind'")
     }
     func int(_ key: String, default value: Int? = nil) throws -> Int {
-      if let number = object[key] as? Int, number >= 0 { return number }
+      if let number = integer(object[key]), number >= 0 { return number }
       if object[key] == nil, let value { return value }
       throw fail("bad-header", "'\(key)' must be a non-negative integer")
     }
@@ -104,7 +114,9 @@ public enum Wire {
     if let type = object["content_type"] as? String { meta.contentType = type }
     if let encoding = object["encoding"] as? String { meta.encoding = encoding }
     if let shape = object["shape"] {
-      guard let dims = shape as? [Int], dims.allSatisfy({ $0 >= 0 }) else {
+      guard let list = shape as? [Any], case let dims = list.compactMap(integer),
+        dims.count == list.count, dims.allSatisfy({ $0 >= 0 })
+      else {
         throw fail("bad-header", "'shape' must be a list of sizes")
       }
       meta.shape = dims
@@ -115,7 +127,8 @@ public enum Wire {
     if meta.name.contains("\0") { throw fail("bad-header", "'name' contains a NUL character") }
     var chunk: Chunk?
     if let value = object["chunk"] {
-      guard let fields = value as? [String: Int], let index = fields["index"], let count = fields["count"],
+      guard let object = value as? [String: Any], case let fields = object.compactMapValues(integer),
+        fields.count == object.count, let index = fields["index"], let count = fields["count"],
         let offset = fields["offset"], count >= 1, index >= 0, index < count, offset >= 0
       else { throw fail("bad-chunk", "'chunk' must be {index, count, offset} with 0 <= index < count") }
       chunk = Chunk(index: index, count: count, offset: offset)
