@@ -287,11 +287,10 @@ private struct Pass {
   ) -> [Edge] {
     let input = fields.first { $0.key == "input" }
     let inputs = fields.first { $0.key == "inputs" }
-    if let input, let inputs {
+    if input != nil, let inputs {
       diagnostics.error(
         inputs.keyLocation, "\(subject) has both 'input' and 'inputs'; use one", hint: "'inputs' takes a list"
       )
-      _ = input
       return []
     }
     guard let written = input ?? inputs else {
