@@ -123,4 +123,52 @@ import Testing
     #expect(runtime.wait(timeoutNanos: 20_000_000_000))
     #expect(Self.files(below: root + "/blocked/raw").count == 20)
   }
+
+  /// Runs `mount`/`umount`; true when it worked.
+  static func mountCommand(_ arguments: [String]) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: arguments[0] == "umount" ? "/bin/umount" : "/bin/mount")
+    process.arguments = Array(arguments.dropFirst())
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+  }
+
+  /// A full disk on a guaranteed edge loses nothing: the store retries, leaves no
+  /// partial file, and stores everything once there is room. The disk is a 1 MiB
+  /// tmpfs the test mounts (it needs root; CI runs as root).
+  @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+  func fullDiskIsRetriedWithoutLoss() throws {
+    let root = Self.scratch()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let disk = root + "/disk"
+    try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
+    try #require(Self.mountCommand(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]), "cannot mount a tmpfs")
+    defer { _ = Self.mountCommand(["umount", disk]) }
+    let result = GraphValidator(catalog: Harness.catalog).validate(
+      text: """
+        nodes:
+          det: {type: generate, size: 200000, count: 20, seed: 5}
+          store: {type: store, input: det, root: "\(disk)/raw", path: "{frame}.bin"}
+        """, file: "t.yaml")
+    let runtime = try Runtime(graph: try #require(result.graph), factory: NodeRuntime())
+    runtime.start()
+    #expect(!runtime.wait(timeoutNanos: 600_000_000), "still retrying while the disk is full")
+    let errors = runtime.metrics.node("store")!.errors.load(ordering: .relaxed)
+    #expect(errors > 0, "ENOSPC is counted")
+    let stored = Self.files(below: disk + "/raw")
+    #expect(stored.count < 20 && stored.count >= 3, "some fit, not all: \(stored.count)")
+    #expect(!stored.contains { $0.contains(".tmp") }, "no partial file is left behind")
+    #expect(Self.mountCommand(["mount", "-o", "remount,size=16m", disk]))
+    #expect(runtime.wait(timeoutNanos: 20_000_000_000))
+    let files = Self.files(below: disk + "/raw")
+    #expect(files.count == 20)
+    let content = GeneratedContent(seed: 5, size: 200000)
+    for file in files {
+      let frame = Int(file.split(separator: ".")[0])!
+      let data = try Data(contentsOf: URL(fileURLWithPath: disk + "/raw/" + file))
+      data.withUnsafeBytes { #expect(content.verify($0, series: 1, frame: frame), "\(file)") }
+    }
+  }
 }
