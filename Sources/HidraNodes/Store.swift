@@ -119,6 +119,11 @@ extension StoreNode {
     let nodeName: String
     var rootFD: Int32 = -1
     var temporaryCounter = 0
+    let usesClock: Bool
+    /// The directory the last frame went to (relative components and descriptor):
+    /// consecutive frames usually share one, and opening it component by component
+    /// for every file was most of the cost of small files.
+    var lastDirectory: (components: ArraySlice<String>, fd: Int32)?
 
     init(node: Node, graph: Graph) throws {
       root = node["root"]?.string ?? "."
@@ -128,6 +133,7 @@ extension StoreNode {
       case .success(let parsed): template = parsed
       case .failure(let error): throw NodeSetupError("path template: \(error.message)")
       }
+      usesClock = template.fields.contains("date") || template.fields.contains("time")
       let sync = node["fsync"]?.string ?? "file"
       fsyncFile = sync != "none"
       fsyncDir = sync == "file+dir"
@@ -143,7 +149,10 @@ extension StoreNode {
     }
 
     mutating func run(_ context: StageContext) throws {
-      defer { if rootFD >= 0 { close(rootFD) } }
+      defer {
+        if rootFD >= 0 { close(rootFD) }
+        if let last = lastDirectory { close(last.fd) }
+      }
       let guaranteed = context.node.inputs.allSatisfy { $0.qos.delivery == .guaranteed }
       while let frame = context.receive() {
         guard frame.kind == .data else { continue }
@@ -156,6 +165,12 @@ extension StoreNode {
             context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
             break
           } catch let error as StoreError {
+            // Resolve the directory afresh on the next attempt: it may be what failed
+            // (removed, replaced, on a file system that went away).
+            if let last = lastDirectory {
+              close(last.fd)
+              lastDirectory = nil
+            }
             attempts += 1
             context.reportError(error.kind, "cannot store '\(frame.meta.name)': \(error)")
             // Permanent problems are counted and the frame is dropped; anything
@@ -195,13 +210,19 @@ extension StoreNode {
       let name = frame.meta.name
       let base = String(name.split(separator: "/").last ?? "")
       let dot = base.lastIndex(of: ".")
-      let created = frame.meta.createdNanos > 0 ? frame.meta.createdNanos : wallNanos()
-      var seconds = time_t(created / 1_000_000_000)
-      var parts = tm()
-      localtime_r(&seconds, &parts)
-      func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-      let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
-      let time = "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
+      // The date and time only when the template asks for them: localtime_r may
+      // look at the time zone file on every call.
+      var date = ""
+      var time = ""
+      if usesClock {
+        let created = frame.meta.createdNanos > 0 ? frame.meta.createdNanos : wallNanos()
+        var seconds = time_t(created / 1_000_000_000)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+        time = "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
+      }
       let rendered = template.render { field in
         switch field {
         case "series": return String(frame.meta.series)
@@ -232,8 +253,7 @@ extension StoreNode {
       if rootFD < 0 { try openRoot() }
       let components = try relativePath(for: frame)
       let path = components.joined(separator: "/")
-      let directory = try openDirectory(components.dropLast())
-      defer { close(directory) }
+      let directory = try cachedDirectory(components.dropLast())
       var target = components.last!
       var existing = stat()
       if fstatat(directory, target, &existing, AT_SYMLINK_NOFOLLOW) == 0 {
@@ -270,6 +290,15 @@ extension StoreNode {
       }
       ok = true
       if fsyncDir, fsync(directory) != 0 { throw StoreError.system("fsync directory of \(path)", errno) }
+    }
+
+    /// The descriptor of the directory below the root, reusing the last one.
+    mutating func cachedDirectory(_ components: ArraySlice<String>) throws -> Int32 {
+      if let last = lastDirectory, last.components.elementsEqual(components) { return last.fd }
+      let fd = try openDirectory(components)
+      if let last = lastDirectory { close(last.fd) }
+      lastDirectory = (components, fd)
+      return fd
     }
 
     /// Opens (creating as needed) the directory below the root, refusing symlinks.

@@ -144,7 +144,8 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: root) }
     let disk = root + "/disk"
     try FileManager.default.createDirectory(atPath: disk, withIntermediateDirectories: true)
-    try #require(Self.mountCommand(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]), "cannot mount a tmpfs")
+    try #require(
+      Self.mountCommand(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk]), "cannot mount a tmpfs")
     defer { _ = Self.mountCommand(["umount", disk]) }
     let result = GraphValidator(catalog: Harness.catalog).validate(
       text: """

@@ -80,7 +80,7 @@ func benchValidate() {
 
 let benchmarks: [(String, () -> Void)] = [
   ("validate", benchValidate), ("throughput", benchThroughput), ("checksum", benchChecksum),
-  ("memory", benchMemory),
+  ("memory", benchMemory), ("store", benchStore),
 ]
 let selected = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 if let unknown = selected.first(where: { name in !benchmarks.contains { $0.0 == name } }) {
