@@ -170,11 +170,7 @@ struct OptionReader {
     case .endpoint(let schemes, let role):
       switch Endpoint.parse(text, schemes: schemes, role: role) {
       case .success: return .string(text)
-      case .failure(let error):
-        diagnostics.error(
-          value.location(ofOffset: error.offset),
-          "'\(option)': \(error.message)")
-        return nil
+      case .failure(let error): return problem(in: value, option, at: error.offset, error.message)
       }
     case .path:
       guard !text.isEmpty else { return mismatch("a path") }
@@ -187,11 +183,7 @@ struct OptionReader {
       switch PathTemplate.parse(text, allowed: fields, attributes: attributes) {
       case .success: return .string(text)
       case .failure(let error):
-        diagnostics.error(
-          value.location(ofOffset: error.offset),
-          "'\(option)': \(error.message)",
-          hint: error.hint)
-        return nil
+        return problem(in: value, option, at: error.offset, error.message, hint: error.hint)
       }
     case .regex:
       do {
@@ -205,17 +197,21 @@ struct OptionReader {
     case .glob:
       switch Glob.parse(text) {
       case .success: return .string(text)
-      case .failure(let error):
-        diagnostics.error(
-          value.location(ofOffset: error.offset),
-          "'\(option)': \(error.message)")
-        return nil
+      case .failure(let error): return problem(in: value, option, at: error.offset, error.message)
       }
     case .list, .record, .dictionary:
       return nil  // handled above
     case .input, .node:
       preconditionFailure("edges and nodes are read by GraphValidator, not as options")
     }
+  }
+
+  /// Reports a problem `offset` characters into a scalar's text; returns nil.
+  private mutating func problem(
+    in value: ConfigValue, _ option: String, at offset: Int, _ message: String, hint: String? = nil
+  ) -> OptionValue? {
+    diagnostics.error(value.location(ofOffset: offset), "'\(option)': \(message)", hint: hint)
+    return nil
   }
 
   private mutating func outOfRange(_ value: ConfigValue, _ option: String, _ bound: String) -> OptionValue? {
