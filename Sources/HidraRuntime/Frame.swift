@@ -59,16 +59,20 @@ public struct FrameMeta: Sendable, Hashable {
 public struct Frame: Sendable {
   public var kind: FrameKind
   public var meta: FrameMeta
-  public var parts: [Payload]
+  public var parts: [Payload] {
+    didSet { byteCount = Self.count(parts) }
+  }
+  /// Payload bytes over all parts (kept, not summed again on every queue operation).
+  public private(set) var byteCount: Int
 
   public init(kind: FrameKind, meta: FrameMeta, parts: [Payload] = []) {
     self.kind = kind
     self.meta = meta
     self.parts = parts
+    self.byteCount = Self.count(parts)
   }
 
-  /// Payload bytes over all parts.
-  public var byteCount: Int { parts.reduce(0) { $0 + $1.count } }
+  private static func count(_ parts: [Payload]) -> Int { parts.reduce(0) { $0 + $1.count } }
 
   public static func seriesStart(
     _ series: Int, id: UInt64 = 0, header: Payload? = nil, attributes: [String: String] = [:]

@@ -129,11 +129,16 @@ extension GenerateSource {
         if let interval { Self.sleep(until: start + UInt64(made) * interval) }
         let payload = Payload(count: size) { content.fill($0, series: series, frame: inSeries) }
         id += 1
-        let values = [
-          "series": String(series), "frame": String(inSeries), "graph": graphName, "node": nodeName,
-        ]
+        let frameName = name.render { field in
+          switch field {
+          case "series": return String(series)
+          case "frame": return String(inSeries)
+          case "graph": return graphName
+          default: return nodeName
+          }
+        }
         let meta = FrameMeta(
-          id: id, series: series, frame: inSeries, name: name.render { values[$0] ?? "" },
+          id: id, series: series, frame: inSeries, name: frameName,
           createdNanos: wallNanos(),
           shape: shape, dtype: shape == nil ? nil : dtype, attributes: attributes)
         guard context.emit(Frame(kind: .data, meta: meta, parts: [payload])) else { return }
