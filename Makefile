@@ -8,8 +8,9 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 APT_PACKAGES := libzmq3-dev libxxhash-dev pkg-config
 HIDRA := .build/debug/hidra-run
 RELEASE_BENCH := .build/release/hidra-bench
+PYTHON_VENV := .build/python-venv
 
-.PHONY: setup build demo test lint format reference bench
+.PHONY: setup build demo test test-python lint format reference bench
 
 ## setup: install the Debian packages Hidra builds against, if missing
 setup:
@@ -41,6 +42,17 @@ test: setup lint
 	    echo "error: the build has warnings from our own code"; exit 1; fi; \
 	  exit $$status
 	$(SWIFT) test --skip-build
+	$(MAKE) test-python
+
+## test-python: the Python client (clients/python) against the built hidra-run, in a venv
+test-python:
+	@test -x $(HIDRA) || { echo "error: $(HIDRA) is not built: run 'make build' first"; exit 1; }
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "installing: python3-venv"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
+	@test -x $(PYTHON_VENV)/bin/python || python3 -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/python -m pip install -q --disable-pip-version-check ./clients/python pytest
+	HIDRA_RUN=$(CURDIR)/$(HIDRA) $(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
 ## lint: fail when a Swift file is not formatted per .swift-format
 lint:

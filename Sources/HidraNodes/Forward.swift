@@ -77,11 +77,24 @@ public enum ForwardNode {
 /// The one ZeroMQ context of the process, shared by every stage's sockets
 /// (contexts are thread-safe; sockets are not and stay on their stage's thread).
 enum SharedZMQ {
+  static let created = Atomic<Bool>(false)
   static let context: ZMQContext = {
-    do { return try ZMQContext(ioThreads: 1) } catch {
+    do {
+      let context = try ZMQContext(ioThreads: 1)
+      created.store(true, ordering: .relaxed)
+      return context
+    } catch {
       fatalError("cannot create a ZeroMQ context: \(error)")
     }
   }()
+
+  /// Waits until every socket is closed and what they still hold has been sent
+  /// (each socket's linger), if any socket was ever made. Call once all stages
+  /// have exited, before the process exits: exiting earlier loses the last
+  /// messages still in ZeroMQ's queues.
+  static func flush() {
+    if created.load(ordering: .relaxed) { context.terminate() }
+  }
 }
 
 extension ForwardNode {

@@ -30,6 +30,10 @@ public struct NodeRuntime: StageFactory {
     return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
   }
 
+  /// Call when the run is over (every stage exited) and before the process exits:
+  /// waits until ZeroMQ has sent what forwards handed it (up to their linger).
+  public static func finish() { SharedZMQ.flush() }
+
   public func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     guard let make = Self.makers[node.type] else { throw RuntimeError.unsupportedNodes([node.name]) }
     return try make(node, graph)

@@ -74,6 +74,8 @@ struct Run: ParsableCommand {
       previous = current
     }
     signals.cancel()
+    // Forwards closed their sockets with a linger: let ZeroMQ send what it holds.
+    NodeRuntime.finish()
     let elapsed = Double(monotonicNanos() - started) / 1e9
     Log.write(Summary.final(runtime.metrics.snapshot(), graph: graph, elapsed: elapsed))
     if runtime.isAborted && runtime.failures.isEmpty {
