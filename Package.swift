@@ -12,6 +12,7 @@ let package = Package(
   products: [
     .executable(name: "hidra-run", targets: ["hidra-run"]),
     .library(name: "HidraGraph", targets: ["HidraGraph"]),
+    .library(name: "HidraClient", targets: ["HidraClient"]),
   ],
   dependencies: [
     .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -29,10 +30,13 @@ let package = Package(
       name: "HidraRuntime",
       dependencies: ["HidraGraph", .product(name: "DequeModule", package: "swift-collections")]
     ),
+    // Reading Hidra's wire protocol: used by the zmq source and by Swift consumers.
+    .target(name: "HidraClient", dependencies: ["HidraRuntime", "ZeroMQ"]),
     .target(
       name: "HidraNodes",
       dependencies: [
-        "HidraGraph", "HidraRuntime", "ZeroMQ", "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
+        "HidraGraph", "HidraRuntime", "HidraClient", "ZeroMQ", "CXXHash",
+        .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
     .executableTarget(
@@ -59,6 +63,7 @@ let package = Package(
     // Runs the hidra-run executable that `swift build` puts in .build/.
     .testTarget(name: "HidraRunTests"),
     .testTarget(
-      name: "HidraNodesTests", dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "ZeroMQ"]),
+      name: "HidraNodesTests",
+      dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "ZeroMQ"]),
   ]
 )

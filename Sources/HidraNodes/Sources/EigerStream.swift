@@ -1,4 +1,5 @@
 import Foundation
+import HidraClient
 import HidraGraph
 import HidraRuntime
 import ZeroMQ
@@ -159,7 +160,7 @@ extension EigerStreamSource {
       } else {
         // Each part is a CBOR message (a DCU may send several in one multipart message).
         while message.count > 0 {
-          let part = ZMQSource.Body.adopt(message.removeFirst())
+          let part = WireAssembler.adopt(message.removeFirst())
           do {
             events.append(try Self.decodeV2(part))
           } catch let rejection as Rejection {
@@ -336,7 +337,7 @@ extension EigerStreamSource {
           for key in configAttributes { if let value = text(config[key]) { attributes[key] = value } }
         }
         var parts: [Payload] = []
-        while message.count > 1 { parts.append(ZMQSource.Body.adopt(message.remove(at: message.count - 1))) }
+        while message.count > 1 { parts.append(WireAssembler.adopt(message.remove(at: message.count - 1))) }
         return .start(
           series: series, parts: parts.reversed(), attributes: attributes, contentType: "application/json")
       case "dseries_end":
@@ -388,7 +389,7 @@ extension EigerStreamSource {
           }
         }
         if message.count >= 5, let appendix = appendix(message, 4) { meta.attributes["appendix"] = appendix }
-        let blob = ZMQSource.Body.adopt(message.remove(at: 2))
+        let blob = WireAssembler.adopt(message.remove(at: 2))
         return .image(series: series, frame: frame, meta: meta, parts: [blob])
       default:
         throw Rejection("unknown-htype", "unknown htype '\(header["htype"] as? String ?? "")'")
