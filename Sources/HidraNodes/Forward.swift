@@ -97,6 +97,22 @@ enum SharedZMQ {
   }
 }
 
+/// Where a node's ZeroMQ socket goes: `listen:` binds, `connect:` connects
+/// (validation lets a node have exactly one of them).
+struct ZMQEndpoint {
+  let address: String
+  let bind: Bool
+
+  init(_ node: Node) {
+    bind = node["listen"] != nil
+    address = node["listen"]?.string ?? node["connect"]?.string ?? ""
+  }
+
+  func attach(_ socket: borrowing Socket) throws {
+    if bind { try socket.bind(address) } else { try socket.connect(address) }
+  }
+}
+
 extension ForwardNode {
   /// Why a forward cannot run yet, or nil.
   static func unsupportedReason(_ node: Node) -> String? {
@@ -113,15 +129,13 @@ extension ForwardNode {
   /// the wire.
   struct Body: StageBody {
     let publish: Bool
-    let endpoint: String
-    let bind: Bool
+    let endpoint: ZMQEndpoint
     let chunkSize: Int
     let highWaterMark: Int32
 
     init(node: Node) {
       publish = node["pattern"]?.string == "pub"
-      bind = node["listen"] != nil
-      endpoint = node["listen"]?.string ?? node["connect"]?.string ?? ""
+      endpoint = ZMQEndpoint(node)
       chunkSize = Int(node["chunk_size"]?.bytes ?? 8 << 20)
       // ZeroMQ counts messages, not bytes: keep its queue short and let the edge's
       // byte-bounded buffer hold the backlog.
@@ -132,7 +146,7 @@ extension ForwardNode {
       let socket = try Socket(publish ? .pub : .push, context: SharedZMQ.context)
       try socket.setOption(.sendHighWaterMark, highWaterMark)
       try socket.setOption(.linger, 0)
-      if bind { try socket.bind(endpoint) } else { try socket.connect(endpoint) }
+      try endpoint.attach(socket)
       while let frame = context.receive() {
         guard try send(frame, on: socket, context) else { break }
         context.counters.framesOut.add(1, ordering: .relaxed)

@@ -53,14 +53,12 @@ extension ZMQSource {
   /// whose chunks break off counts once, however many of its chunks arrive.
   struct Body: StageBody {
     let subscribe: Bool
-    let bind: Bool
-    let endpoint: String
+    let endpoint: ZMQEndpoint
     let maxMessage: Int
 
     init(node: Node) {
       subscribe = node["pattern"]?.string == "sub"
-      bind = node["listen"] != nil
-      endpoint = node["listen"]?.string ?? node["connect"]?.string ?? ""
+      endpoint = ZMQEndpoint(node)
       maxMessage = Int(clamping: node["max_message"]?.bytes ?? 256 << 20)
     }
 
@@ -71,7 +69,7 @@ extension ZMQSource {
       try socket.setOption(.maxMessageSize, Int64(clamping: maxMessage))
       try socket.setOption(.receiveHighWaterMark, ZMQSource.receiveHighWaterMark)
       if subscribe { try socket.subscribe("") }
-      if bind { try socket.bind(endpoint) } else { try socket.connect(endpoint) }
+      try endpoint.attach(socket)
       var assembler = WireAssembler(maxMessage: maxMessage) { kind, message in
         context.reportError(kind, message)
       }
