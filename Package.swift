@@ -37,6 +37,7 @@ let package = Package(
       dependencies: [
         "HidraGraph", "HidraRuntime", "HidraClient", "ZeroMQ", "CXXHash",
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "DequeModule", package: "swift-collections"),
       ]
     ),
     .executableTarget(

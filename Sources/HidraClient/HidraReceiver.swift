@@ -4,54 +4,101 @@ import ZeroMQ
 /// A consumer of a Hidra `forward` (format `native`), for Swift programs.
 ///
 /// ```swift
-/// let receiver = try HidraReceiver(connect: "tcp://127.0.0.1:5610", pattern: .sub)
+/// let receiver = try HidraReceiver(connect: "tcp://127.0.0.1:5610")
 /// while let frame = try receiver.receive(timeout: .seconds(1)) {
 ///   print(frame.kind, frame.meta.series, frame.meta.frame, frame.byteCount)
 /// }
+/// receiver.close()
 /// ```
+///
+/// With a `push` forward (pattern `.pull`) frames are acknowledged
+/// (docs/wire.md, "Acknowledgements"): by default each frame is acknowledged
+/// when `receive` is called again, that is once the program has finished with
+/// it; with `autoAcknowledge: false` call `acknowledge()`. Frames not
+/// acknowledged when the receiver dies are resent to other consumers (or to this
+/// program once restarted), so delivery is at least once; a frame this receiver
+/// has already delivered is never delivered twice by it.
 ///
 /// A receiver owns one ZeroMQ socket: use it from one thread at a time (it may
 /// move between threads). Bad messages never throw: they are counted by kind in
-/// `errors` (see docs/wire.md). There are no acknowledgements yet: a `push`
-/// consumer that dies loses what ZeroMQ had queued for it.
+/// `errors` (see docs/wire.md).
 public final class HidraReceiver {
   public enum Pattern: Sendable {
-    /// From a `pattern: push` forward: each frame goes to one of the connected consumers.
+    /// From a `pattern: push` forward: each frame goes to one of the connected
+    /// consumers, and is acknowledged.
     case pull
     /// From a `pattern: pub` forward: every frame, unless this consumer falls behind.
     case sub
+    /// From a `pattern: request` forward: each `receive` asks for the newest frame.
+    case request
   }
 
   private let socket: Socket
-  private var assembler: WireAssembler
-  private let counts: ErrorCounts
+  private let pattern: Pattern
+  private let router: Bool
+  private let credit: Int
+  private let autoAcknowledge: Bool
+  private let session = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+  private var assemblers: [[UInt8]: WireAssembler] = [:]
+  private let counts: Counts
+  private var forwards: Set<[UInt8]> = []
+  /// Delivered data frames not yet acknowledged: forward id and seq.
+  private var unacknowledged: [(forward: [UInt8], seq: UInt64)] = []
+  /// Ids of frames delivered lately, to drop resent copies.
+  private var recent: Set<UInt64> = []
+  private var recentOrder: [UInt64] = []
+  private var nextKeepAlive: ContinuousClock.Instant
+  private var asked = false
+  private static let recentMemory = 8192
 
   /// Rejected messages and lost frames so far, by kind.
   public var errors: [String: Int] { counts.byKind }
+  /// Frames dropped because this receiver had already delivered them (resent
+  /// by a forward that took this consumer for gone).
+  public var duplicates: Int { counts.duplicates }
 
-  /// Connects (or, with `bind: true`, binds) to `endpoint`.
+  /// Connects (or, with `bind: true`, binds) to `endpoint`. `credit` is how
+  /// many frames a `push` forward may send ahead of this consumer's
+  /// acknowledgements.
   public init(
-    connect endpoint: String, pattern: Pattern = .pull, bind: Bool = false, maxMessage: Int = 256 << 20,
-    context: ZMQContext? = nil
+    connect endpoint: String, pattern: Pattern = .pull, bind: Bool = false, credit: Int = 16,
+    autoAcknowledge: Bool = true, maxMessage: Int = 256 << 20, context: ZMQContext? = nil
   ) throws {
+    precondition(
+      (1...Wire.Control.maxCredit).contains(credit), "credit must be 1...\(Wire.Control.maxCredit)")
     let context = try context ?? ZMQContext()
-    socket = try Socket(pattern == .sub ? .sub : .pull, context: context)
+    router = bind && pattern != .sub
+    let socket = try Socket(pattern == .sub ? .sub : (router ? .router : .dealer), context: context)
     try socket.setOption(.linger, 0)
     try socket.setOption(.maxMessageSize, Int64(maxMessage))
     if pattern == .sub { try socket.subscribe("") }
+    if router { try socket.setOption(.routerMandatory, true) }
     if bind { try socket.bind(endpoint) } else { try socket.connect(endpoint) }
-    let counts = ErrorCounts()
-    self.counts = counts
-    assembler = WireAssembler(maxMessage: maxMessage) { kind, _ in counts.byKind[kind, default: 0] += 1 }
+    self.socket = socket
+    self.pattern = pattern
+    self.credit = credit
+    self.autoAcknowledge = autoAcknowledge
+    self.maxMessage = maxMessage
+    counts = Counts()
+    nextKeepAlive = .now
+    if !router && pattern != .sub { forwards.insert([]) }
   }
+  private let maxMessage: Int
 
   /// The next complete frame, or nil when none arrived within `timeout` (nil
-  /// timeout: wait as long as it takes).
+  /// timeout: wait as long as it takes). Acknowledges the frames delivered
+  /// before (unless `autoAcknowledge` is off).
   public func receive(timeout: Duration? = nil) throws -> Frame? {
+    if autoAcknowledge { acknowledge() }
     let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
     while true {
+      keepAlive()
+      if pattern == .request && !asked {
+        for id in forwards { send(.next, to: id) }
+        asked = !forwards.isEmpty
+      }
       if var message = try socket.tryReceiveMultipart() {
-        if let frame = assembler.accept(&message) { return frame }
+        if let frame = accept(&message) { return frame }
         continue
       }
       var wait = Duration.milliseconds(100)
@@ -64,11 +111,82 @@ public final class HidraReceiver {
     }
   }
 
-  /// Ends reading: a frame still being reassembled is counted as `incomplete`.
-  public func close() { assembler.finish() }
+  /// Acknowledges every frame delivered so far (`failed: true`: tells the
+  /// forward this consumer could not take them; they count as not delivered
+  /// and are not resent).
+  public func acknowledge(failed: Bool = false) {
+    guard !unacknowledged.isEmpty else { return }
+    var byForward: [[UInt8]: [UInt64]] = [:]
+    for item in unacknowledged { byForward[item.forward, default: []].append(item.seq) }
+    unacknowledged.removeAll()
+    for (id, seqs) in byForward {
+      send(failed ? .ack(seqs: [], failed: seqs) : .ack(seqs: seqs, failed: []), to: id)
+    }
+  }
 
-  /// Error counts, shared with the assembler's report closure.
-  private final class ErrorCounts {
+  /// Ends reading: acknowledges (if automatic) and says bye, so a forward
+  /// resends at once what it had sent ahead to this consumer. A frame still
+  /// being reassembled is counted as `incomplete`.
+  public func close() {
+    if autoAcknowledge { acknowledge() }
+    if pattern != .sub { for id in forwards { send(.bye, to: id) } }
+    for key in Array(assemblers.keys) { assemblers[key]?.finish() }
+    try? socket.setOption(.linger, 1000)
+  }
+
+  private func accept(_ message: inout MultipartMessage) -> Frame? {
+    var id: [UInt8] = []
+    if router {
+      guard message.count >= 2 else { return nil }
+      id = message.removeFirst().bytes
+      if forwards.insert(id).inserted, pattern == .pull {
+        send(.ready(credit: credit, session: session), to: id)
+      }
+      if message.count == 1, message.withPart(at: 0, { $0.isEmpty }) { return nil }  // a probe
+    }
+    let counts = self.counts
+    var assembler =
+      assemblers.removeValue(forKey: id)
+      ?? WireAssembler(maxMessage: maxMessage) { kind, _ in counts.byKind[kind, default: 0] += 1 }
+    let frame = assembler.accept(&message)
+    let seq = assembler.lastSeq
+    assemblers[id] = assembler
+    guard let frame else { return nil }
+    if frame.kind == .data {
+      if pattern == .request { asked = false }
+      if let seq, pattern == .pull { unacknowledged.append((id, seq)) }
+      if !recent.insert(frame.meta.id).inserted {
+        counts.duplicates += 1
+        return nil  // acknowledged with the next batch: it was handled already
+      }
+      recentOrder.append(frame.meta.id)
+      if recentOrder.count > Self.recentMemory { recent.remove(recentOrder.removeFirst()) }
+    }
+    return frame
+  }
+
+  private func keepAlive() {
+    guard pattern != .sub, ContinuousClock.now >= nextKeepAlive else { return }
+    nextKeepAlive = .now.advanced(by: .seconds(1))
+    for id in forwards {
+      send(pattern == .pull ? .ready(credit: credit, session: session) : .heartbeat, to: id)
+    }
+  }
+
+  private func send(_ control: Wire.Control, to id: [UInt8]) {
+    var message = MultipartMessage(minimumCapacity: 2)
+    if router { message.append(id) }
+    message.append(control.encoded())
+    do {
+      _ = try socket.trySend(&message)
+    } catch {
+      forwards.remove(id)  // a forward that disconnected
+    }
+  }
+
+  /// Counts, shared with the assemblers' report closures.
+  private final class Counts {
     var byKind: [String: Int] = [:]
+    var duplicates = 0
   }
 }

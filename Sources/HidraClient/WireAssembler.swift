@@ -15,6 +15,9 @@ public struct WireAssembler {
   public var report: (_ kind: String, _ message: String) -> Void
   /// The chunked frame being reassembled.
   private var partial: Partial?
+  /// The `seq` of the frame `accept` returned last (nil when it had none): what
+  /// a consumer acknowledges.
+  public private(set) var lastSeq: UInt64?
   /// Ids of the frames given up most recently (at most `lostMemory`), so later
   /// chunks of a lost frame are not counted again.
   private var lost: [UInt64] = []
@@ -78,6 +81,7 @@ public struct WireAssembler {
         "bad-size", "frame \(header.meta.id) has \(total) payload bytes, its header says \(header.size)")
       return nil
     }
+    lastSeq = header.seq
     return Frame(kind: header.kind, meta: header.meta, parts: parts)
   }
 
@@ -147,6 +151,7 @@ public struct WireAssembler {
       giveUp(open, "its last chunk arrived with bytes missing", "bad-size")
       return nil
     }
+    lastSeq = open.header.seq
     return Frame(kind: open.header.kind, meta: open.header.meta, parts: open.parts)
   }
 

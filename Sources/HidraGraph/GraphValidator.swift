@@ -378,7 +378,7 @@ private struct Pass {
             diagnostics.error(
               edge.location,
               "node '\(node.name)' reads from '\(edge.from)', a \(producer.type) node, which has no output",
-              hint: "stores and forwards end the graph; read from the node that feeds '\(edge.from)'")
+              hint: "forwards end the graph; read from the node that feeds '\(edge.from)'")
             broken.insert(node.name)
           }
         } else if !declared.contains(edge.from) {
@@ -426,7 +426,7 @@ private struct Pass {
     }
     // Outputs that nobody reads (not counting a node a misspelt input meant).
     let read = Set(graph.edges.map(\.from)).union(probablyRead)
-    for node in graph.nodes where node.kind.hasOutput && !read.contains(node.name) {
+    for node in graph.nodes where node.kind.hasOutput && !node.kind.isSink && !read.contains(node.name) {
       diagnostics.warning(
         node.location,
         "the output of \(node.type) node '\(node.name)' is not read by any node; its frames go nowhere")

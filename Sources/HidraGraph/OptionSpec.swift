@@ -5,7 +5,10 @@ public enum NodeKind: String, Sendable, CaseIterable, Hashable {
   /// Sources make frames and take no input.
   public var takesInput: Bool { self != .source }
   /// Stores and forwards are sinks: frames leave the graph there.
-  public var hasOutput: Bool { self != .store && self != .forward }
+  public var isSink: Bool { self == .store || self == .forward }
+  /// Forwards end the graph. A store may pass each frame on once it is durable
+  /// (with its path in the `stored_path` attribute), e.g. to announce it.
+  public var hasOutput: Bool { self != .forward }
 
   public var summary: String {
     switch self {

@@ -43,7 +43,7 @@ public enum Rendering {
       let indent = host.isEmpty ? "  " : "    "
       if !host.isEmpty { lines += ["  subgraph cluster_\(index) {", "    label=\(dotID("host \(host)"));"] }
       for node in hosts[host]! {
-        let shape = node.kind == .source ? ", shape=cds" : (node.kind.hasOutput ? "" : ", shape=folder")
+        let shape = node.kind == .source ? ", shape=cds" : (node.kind.isSink ? ", shape=folder" : "")
         lines.append("\(indent)\(dotID(node.name)) [label=\(dotID("\(node.name)\n\(node.type)"))\(shape)];")
       }
       if !host.isEmpty { lines.append("  }") }
@@ -63,7 +63,7 @@ public enum Rendering {
     for node in graph.nodes {
       let label = mermaidText("\(node.name)<br/>\(node.type)")
       let shape =
-        node.kind == .source ? "([\(label)])" : (node.kind.hasOutput ? "[\(label)]" : "[(\(label))]")
+        node.kind == .source ? "([\(label)])" : (node.kind.isSink ? "[(\(label))]" : "[\(label)]")
       lines.append("  \(mermaidID(node.name))\(shape)")
     }
     for edge in graph.edges {

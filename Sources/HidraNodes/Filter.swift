@@ -118,7 +118,11 @@ extension FilterNode {
           pass = matched % every == 0
           matched += 1
         }
-        if pass, !context.emit(frame) { return }
+        if pass {
+          if !context.emit(frame) { return }
+        } else {
+          frame.confirm()  // not wanted downstream: nothing for a sink to confirm
+        }
       }
     }
   }

@@ -18,8 +18,11 @@ public enum ForwardNode {
       `simplon-monitor` serves the EIGER monitor HTTP interface so OnDA reads from Hidra as from a \
       detector. `hidra-transfer` serves HiDRA's Transfer API for existing HiDRA clients. \
       `eiger-stream-v1`/`-v2` re-emit the detector stream so several stream readers can attach. \
-      On a guaranteed edge, a native push forward waits for consumers' acknowledgements and resends \
-      what was not acknowledged after a reconnect.
+      A native `push` forward hands each frame to one consumer with credit and keeps it until that \
+      consumer acknowledges it (docs/wire.md); a consumer that leaves or goes silent for \
+      `peer_timeout` has its unacknowledged frames resent to the others (or to it once it is back), \
+      so a guaranteed edge is guaranteed end to end, and the acknowledgement is the confirmation \
+      sources wait for (`on_done`). `pub` and `request` confirm nothing.
       """,
     options: [
       OptionSpec("format", .choice(formats), default: "native", doc: "What consumers speak."),
@@ -38,6 +41,16 @@ public enum ForwardNode {
         "chunk_size", .size(min: 4096), default: "8MiB",
         doc: "Payloads larger than this travel in chunks of this size."),
       OptionSpec(
+        "acknowledge", .boolean, default: "true",
+        doc:
+          "For native push: consumers acknowledge each frame (docs/wire.md). `false` sends on a plain PUSH socket that any PULL socket can read, without acknowledgements or resending."
+      ),
+      OptionSpec(
+        "peer_timeout", .duration, default: "10s",
+        doc:
+          "For native push and request: a consumer silent this long is gone; what it did not acknowledge is resent to the others."
+      ),
+      OptionSpec(
         "allowed_hosts", .list(.string), doc: "For hidra-transfer: hosts allowed to register as targets."),
       OptionSpec(
         "api_version", .string, default: "1.8.0", doc: "For simplon-monitor: the API version served."),
@@ -45,6 +58,8 @@ public enum ForwardNode {
     constraints: [
       .exactlyOne(["listen", "connect"]),
       .onlyWhen(option: "pattern", when: "format", values: ["native"]),
+      .onlyWhen(option: "peer_timeout", when: "format", values: ["native"]),
+      .onlyWhen(option: "acknowledge", when: "pattern", values: ["push"]),
       .onlyWhen(option: "allowed_hosts", when: "format", values: ["hidra-transfer"]),
       .onlyWhen(option: "api_version", when: "format", values: ["simplon-monitor"]),
     ],
@@ -118,98 +133,17 @@ extension ForwardNode {
   static func unsupportedReason(_ node: Node) -> String? {
     let format = node["format"]?.string ?? "native"
     guard format == "native" else { return "format '\(format)' cannot run yet" }
-    let pattern = node["pattern"]?.string ?? "push"
-    guard pattern != "request" else { return "pattern 'request' cannot run yet" }
     return nil
   }
 
-  /// The running native forward: every frame as one message (header + payload),
-  /// or as several chunk messages when its payload is larger than `chunk_size`.
-  /// Payload parts are sent zero-copy: ZeroMQ holds the payload until it is on
-  /// the wire.
-  struct Body: StageBody {
-    let publish: Bool
-    let endpoint: ZMQEndpoint
-    let chunkSize: Int
-    let highWaterMark: Int32
-
-    init(node: Node) {
-      publish = node["pattern"]?.string == "pub"
-      endpoint = ZMQEndpoint(node)
-      chunkSize = Int(node["chunk_size"]?.bytes ?? 8 << 20)
-      // ZeroMQ counts messages, not bytes: keep its queue short and let the edge's
-      // byte-bounded buffer hold the backlog.
-      highWaterMark = Int32(max(4, min(node.inputs.map(\.qos.bufferFrames).min() ?? 64, 1000)))
-    }
-
-    mutating func run(_ context: StageContext) throws {
-      let socket = try Socket(publish ? .pub : .push, context: SharedZMQ.context)
-      try socket.setOption(.sendHighWaterMark, highWaterMark)
-      try socket.setOption(.linger, 0)
-      try endpoint.attach(socket)
-      while let frame = context.receive() {
-        guard try send(frame, on: socket, context) else { break }
-        context.counters.framesOut.add(1, ordering: .relaxed)
-        context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
-      }
-      // Drain: give queued messages time to reach consumers, unless aborted.
-      if !context.isAborted { try? socket.setOption(.linger, 5000) }
-      socket.close()
-    }
-
-    /// Sends one frame; false when the run was aborted while waiting.
-    func send(_ frame: Frame, on socket: borrowing Socket, _ context: StageContext) throws -> Bool {
-      let size = frame.byteCount
-      guard size > chunkSize else {
-        var message = MultipartMessage(minimumCapacity: 1 + frame.parts.count)
-        message.append(Message(Wire.encodeHeader(frame)))
-        for part in frame.parts { message.append(Self.message(part, part.bytes)) }
-        return try deliver(&message, on: socket, context)
-      }
-      // Chunks: slices of the payload parts, in order, each at most chunkSize bytes.
-      let count = (size + chunkSize - 1) / chunkSize
-      for index in 0..<count {
-        let start = index * chunkSize
-        let end = min(size, start + chunkSize)
-        var message = MultipartMessage(minimumCapacity: 2)
-        message.append(
-          Message(Wire.encodeHeader(frame, chunk: Wire.Chunk(index: index, count: count, offset: start))))
-        var partStart = 0
-        for part in frame.parts {
-          let partEnd = partStart + part.count
-          let low = max(start, partStart)
-          let high = min(end, partEnd)
-          if low < high {
-            message.append(
-              Self.message(
-                part, UnsafeRawBufferPointer(rebasing: part.bytes[(low - partStart)..<(high - partStart)])))
-          }
-          partStart = partEnd
-        }
-        guard try deliver(&message, on: socket, context) else { return false }
-      }
-      return true
-    }
-
-    /// A zero-copy message over `bytes`, which belong to `payload`.
-    static func message(_ payload: Payload, _ bytes: UnsafeRawBufferPointer) -> Message {
-      guard bytes.count > 0 else { return Message() }
-      return Message(bytesNoCopy: UnsafeMutableRawBufferPointer(mutating: bytes)) {
-        withExtendedLifetime(payload) {}
-      }
-    }
-
-    /// Push waits for room (back-pressure); pub never waits (ZeroMQ drops for slow
-    /// subscribers). Waiting wakes up regularly to notice an abort.
-    func deliver(_ message: inout MultipartMessage, on socket: borrowing Socket, _ context: StageContext)
-      throws -> Bool
-    {
-      while true {
-        if try socket.trySend(&message) { return true }
-        if publish { return true }
-        if context.isAborted { return false }
-        _ = try socket.poll(.writable, timeout: .milliseconds(200))
-      }
+  /// The body for a native forward's pattern.
+  static func makeBody(_ node: Node) -> any StageBody {
+    switch node["pattern"]?.string ?? "push" {
+    case "pub": return SocketBody(node: node, publish: true)
+    case "request": return RequestBody(node: node)
+    default:
+      if node["acknowledge"]?.boolean == false { return SocketBody(node: node, publish: false) }
+      return PushBody(node: node)
     }
   }
 }

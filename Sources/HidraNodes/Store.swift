@@ -12,7 +12,10 @@ public enum StoreNode {
       `fsync`, then renamed into place, so no reader ever sees a partial file. Paths come from the \
       `path` template and never leave `root`: names with `..`, absolute paths or symlinks that \
       escape are rejected and counted. On a guaranteed edge a full disk or a permission error never \
-      loses a frame: the store retries and back-pressure does the rest.
+      loses a frame: the store retries and back-pressure does the rest. Once a frame is durable \
+      the store confirms it to its source (what directory `on_done` and file writer `delete` wait \
+      for) and passes it on to any node that reads from the store, with the attribute \
+      `stored_path` (its path below `root`): a forward reading from a store announces stored files.
       """,
     options: [
       OptionSpec(
@@ -154,15 +157,26 @@ extension StoreNode {
         if let last = lastDirectory { close(last.fd) }
       }
       let guaranteed = context.node.inputs.allSatisfy { $0.qos.delivery == .guaranteed }
-      while let frame = context.receive() {
-        guard frame.kind == .data else { continue }
+      let passOn = !context.output.edges.isEmpty
+      while var frame = context.receive() {
+        guard frame.kind == .data else {
+          if passOn, !context.emit(frame) { return }
+          continue
+        }
         var delay: UInt32 = 50_000
         var attempts = 0
         while true {
           do {
-            try store(frame)
-            context.counters.framesOut.add(1, ordering: .relaxed)
-            context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
+            let stored = try store(frame)
+            // Durable: tell the source (see Ledger), and announce it downstream.
+            frame.confirm()
+            if passOn {
+              frame.meta.attributes["stored_path"] = stored
+              if !context.emit(frame) { return }
+            } else {
+              context.counters.framesOut.add(1, ordering: .relaxed)
+              context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)
+            }
             break
           } catch let error as StoreError {
             // Resolve the directory afresh on the next attempt: it may be what failed
@@ -247,7 +261,9 @@ extension StoreNode {
       return components
     }
 
-    mutating func store(_ frame: Frame) throws {
+    /// Stores the frame; returns its path relative to the root.
+    @discardableResult
+    mutating func store(_ frame: Frame) throws -> String {
       // Opened on first use, and again after a failure, so a root that is missing
       // or not writable yet is retried like any other write problem.
       if rootFD < 0 { try openRoot() }
@@ -263,7 +279,7 @@ extension StoreNode {
         case "rename":
           target = try freeName(for: target, in: directory)
         case "skip-identical":
-          if try Self.contentEquals(frame, directory: directory, name: target) { return }
+          if try Self.contentEquals(frame, directory: directory, name: target) { return path }
           throw StoreError.exists(path + " (with different content)")
         default:
           throw StoreError.exists(path)
@@ -290,6 +306,7 @@ extension StoreNode {
       }
       ok = true
       if fsyncDir, fsync(directory) != 0 { throw StoreError.system("fsync directory of \(path)", errno) }
+      return components.dropLast().joined(separator: "/") + (components.count > 1 ? "/" : "") + target
     }
 
     /// The descriptor of the directory below the root, reusing the last one.

@@ -161,6 +161,9 @@ public final class EdgeQueue: @unchecked Sendable {
 
   var isEmpty: Bool { queue.isEmpty }
 
+  /// Whether frames on this edge carry their source's confirmation (`Ledger`).
+  var isGuaranteed: Bool { qos.delivery == .guaranteed }
+
   /// Offers a frame. For a guaranteed edge this waits while the queue is full.
   @discardableResult
   public func send(_ frame: Frame) -> SendResult {

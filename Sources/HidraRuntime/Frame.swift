@@ -64,12 +64,17 @@ public struct Frame: Sendable {
   }
   /// Payload bytes over all parts (kept, not summed again on every queue operation).
   public private(set) var byteCount: Int
+  /// This copy's obligation to confirm the frame to its source, when the source
+  /// asked (`track`); see `Ledger`. Nodes that make a new frame from a received
+  /// one start from the received frame (`var out = frame`) so it carries over.
+  public internal(set) var receipt: Receipt?
 
   public init(kind: FrameKind, meta: FrameMeta, parts: [Payload] = []) {
     self.kind = kind
     self.meta = meta
     self.parts = parts
     self.byteCount = Self.count(parts)
+    self.receipt = nil
   }
 
   private static func count(_ parts: [Payload]) -> Int { parts.reduce(0) { $0 + $1.count } }

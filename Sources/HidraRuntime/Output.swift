@@ -25,7 +25,14 @@ public final class Output {
   public func send(_ frame: Frame) -> Bool {
     track(frame)
     var ok = true
-    for edge in edges where edge.send(frame) == .closed { ok = false }
+    if frame.receipt == nil {
+      for edge in edges where edge.send(frame) == .closed { ok = false }
+    } else {
+      for edge in edges where edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) == .closed {
+        ok = false
+      }
+      frame.confirm()  // handed on: the edges' receipts carry the obligation now
+    }
     return ok
   }
 
@@ -35,7 +42,9 @@ public final class Output {
   public func send(_ frame: Frame, toBranch index: Int) -> Bool {
     precondition(frame.kind == .data, "control frames go to every branch")
     track(frame)
-    return edges[index].send(frame) != .closed
+    let edge = edges[index]
+    defer { frame.confirm() }  // handed on to the edge's receipt (if any)
+    return edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) != .closed
   }
 
   /// Adds an edge while running; it first receives the open series' start frame.

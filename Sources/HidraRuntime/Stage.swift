@@ -80,6 +80,38 @@ public final class StageContext {
     return frame
   }
 
+  /// What `receive(waitingAtMostNanos:)` found.
+  public enum Received {
+    case frame(Frame)
+    /// Nothing arrived in time; the input is still open.
+    case timedOut
+    /// Every input has ended (or the run was aborted).
+    case ended
+  }
+
+  /// Like `receive()`, but waits at most `nanos` (0: do not wait), for nodes that
+  /// also serve sockets from their thread.
+  public func receive(waitingAtMostNanos nanos: UInt64) -> Received {
+    if stopping.aborted {
+      countAbandoned(pending.count - pendingIndex)
+      pending.removeAll()
+      pendingIndex = 0
+      return .ended
+    }
+    if pendingIndex == pending.count {
+      pending.removeAll(keepingCapacity: true)
+      pendingIndex = 0
+      guard let inbox, let batch = inbox.receive(timeoutNanos: nanos) else { return .ended }
+      if batch.isEmpty { return .timedOut }
+      pending = batch
+    }
+    let frame = pending[pendingIndex]
+    pendingIndex += 1
+    counters.framesIn.add(1, ordering: .relaxed)
+    counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
+    return .frame(frame)
+  }
+
   /// Sends a frame to every consumer. Returns false when the run is over for
   /// this stage's consumers (aborted, or a consumer failed).
   @discardableResult

@@ -31,10 +31,13 @@ public enum Wire {
     /// Total payload bytes of the frame (over all chunks).
     public var size: Int
     public var chunk: Chunk?
+    /// The delivery number a consumer acknowledges, on frames from a forward
+    /// that expects acknowledgements (`push`, `request`).
+    public var seq: UInt64?
   }
 
   /// Encodes the header of `frame` (or of one chunk of it) as compact JSON.
-  public static func encodeHeader(_ frame: Frame, chunk: Chunk? = nil) -> [UInt8] {
+  public static func encodeHeader(_ frame: Frame, chunk: Chunk? = nil, seq: UInt64? = nil) -> [UInt8] {
     let meta = frame.meta
     var json = "{\"hidra\":\(version),\"kind\":\"\(frame.kind.rawValue)\",\"id\":\(meta.id)"
     json += ",\"series\":\(meta.series),\"frame\":\(meta.frame),\"name\":\(Rendering.quote(meta.name))"
@@ -48,6 +51,7 @@ public enum Wire {
     if let chunk {
       json += ",\"chunk\":{\"index\":\(chunk.index),\"count\":\(chunk.count),\"offset\":\(chunk.offset)}"
     }
+    if let seq { json += ",\"seq\":\(seq)" }
     return Array((json + "}").utf8)
   }
 
@@ -133,6 +137,95 @@ public enum Wire {
       else { throw fail("bad-chunk", "'chunk' must be {index, count, offset} with 0 <= index < count") }
       chunk = Chunk(index: index, count: count, offset: offset)
     }
-    return Header(kind: kind, meta: meta, size: try int("size"), chunk: chunk)
+    var seq: UInt64?
+    if object["seq"] != nil { seq = UInt64(try int("seq")) }
+    return Header(kind: kind, meta: meta, size: try int("size"), chunk: chunk, seq: seq)
+  }
+}
+
+extension Wire {
+  /// What a consumer sends back to a `push` or `request` forward (docs/wire.md,
+  /// "Acknowledgements"): one JSON part, `{"hidra": 1, "type": ..., ...}`.
+  public enum Control: Sendable, Hashable {
+    /// "I am here and may hold `credit` unacknowledged frames." Sent first and
+    /// then at least every second as the keep-alive. `session` (any short
+    /// string, new for each run of the consumer) lets a forward that connects
+    /// to one consumer tell a restarted consumer from a live one.
+    case ready(credit: Int, session: String?)
+    /// Done with these frames (`seqs`), and could not take these (`failed`).
+    /// Each returns one credit.
+    case ack(seqs: [UInt64], failed: [UInt64])
+    /// Still here (sent at least every second while idle).
+    case heartbeat
+    /// `request` pattern: send me the newest frame.
+    case next
+    /// Leaving: resend what I did not acknowledge to others.
+    case bye
+
+    /// The most frames one consumer may hold unacknowledged.
+    public static let maxCredit = 4096
+    /// The most sequence numbers in one `ack`.
+    public static let maxAcks = 65_536
+
+    public func encoded() -> [UInt8] {
+      let body: String
+      switch self {
+      case .ready(let credit, let session):
+        body =
+          "\"type\":\"ready\",\"credit\":\(credit)"
+          + (session.map { ",\"session\":\(Rendering.quote($0))" } ?? "")
+      case .ack(let seqs, let failed):
+        body =
+          "\"type\":\"ack\",\"seqs\":[" + seqs.map(String.init).joined(separator: ",") + "]"
+          + (failed.isEmpty ? "" : ",\"failed\":[" + failed.map(String.init).joined(separator: ",") + "]")
+      case .heartbeat: body = "\"type\":\"heartbeat\""
+      case .next: body = "\"type\":\"next\""
+      case .bye: body = "\"type\":\"bye\""
+      }
+      return Array("{\"hidra\":\(Wire.version),\(body)}".utf8)
+    }
+
+    /// Decodes a consumer's message; throws `DecodeError` (kind `bad-control`
+    /// or `wrong-version`) for anything else.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Control {
+      func fail(_ message: String, kind: String = "bad-control") -> DecodeError {
+        DecodeError(kind: kind, description: message)
+      }
+      guard bytes.count <= Wire.maxHeaderBytes * 16 else {
+        throw fail("control message of \(bytes.count) bytes")
+      }
+      guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+        throw fail("control message is not a JSON object")
+      }
+      guard let version = integer(object["hidra"]) else {
+        throw fail("control message has no 'hidra' version")
+      }
+      guard version == Wire.version else {
+        throw fail("wire version \(version), expected \(Wire.version)", kind: "wrong-version")
+      }
+      func numbers(_ key: String) throws -> [UInt64] {
+        guard let value = object[key] else { return [] }
+        guard let list = value as? [Any], list.count <= maxAcks, case let seqs = list.compactMap(integer),
+          seqs.count == list.count, seqs.allSatisfy({ $0 >= 0 })
+        else { throw fail("'\(key)' must be a list of at most \(maxAcks) sequence numbers") }
+        return seqs.map { UInt64($0) }
+      }
+      switch object["type"] as? String {
+      case "ready":
+        guard let credit = integer(object["credit"]), (1...maxCredit).contains(credit) else {
+          throw fail("'ready' needs a 'credit' from 1 to \(maxCredit)")
+        }
+        let session = object["session"] as? String
+        guard session.map({ $0.utf8.count <= 256 }) ?? true else {
+          throw fail("'session' is longer than 256 bytes")
+        }
+        return .ready(credit: credit, session: session)
+      case "ack": return .ack(seqs: try numbers("seqs"), failed: try numbers("failed"))
+      case "heartbeat": return .heartbeat
+      case "next": return .next
+      case "bye": return .bye
+      case let other: throw fail("unknown control message type \(other.map { "'\($0)'" } ?? "(none)")")
+      }
+    }
   }
 }

@@ -110,6 +110,10 @@ extension SocketOption where Value == Bool {
     Self(rawValue: ZMQ_ROUTER_MANDATORY, name: "routerMandatory")
   }
 
+  /// `ZMQ_PROBE_ROUTER`: send an empty message on every new connection, so a ROUTER peer learns
+  /// this socket's routing id before it has anything to say (DEALER, REQ and ROUTER sockets).
+  public static var probeRouter: Self { Self(rawValue: ZMQ_PROBE_ROUTER, name: "probeRouter") }
+
   /// `ZMQ_RCVMORE` (read-only): whether the last received part has more parts following.
   public static var receiveMore: Self { Self(rawValue: ZMQ_RCVMORE, name: "receiveMore") }
 }

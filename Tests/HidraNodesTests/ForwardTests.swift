@@ -73,14 +73,14 @@ import ZeroMQ
     socket.close()
   }
 
-  @Test func pushDeliversEveryFrameWithHeaderAndBytes() throws {
+  @Test func plainPushDeliversEveryFrameWithHeaderAndBytes() throws {
     let port = Self.freePort()
     try run(
       """
       nodes:
         det: {type: generate, size: 10000, count: 25, frames_per_series: 10, seed: 3}
         sum: {type: checksum, input: det}
-        out: {type: forward, input: sum, listen: "tcp://127.0.0.1:\(port)", chunk_size: 4096}
+        out: {type: forward, input: sum, listen: "tcp://127.0.0.1:\(port)", chunk_size: 4096, acknowledge: false}
       """,
       consumer: { socket in
         let frames = try Self.consume(socket, frames: 25)

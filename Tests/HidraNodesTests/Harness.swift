@@ -27,7 +27,10 @@ struct RecordingFactory: StageFactory {
   struct RecordBody: StageBody {
     let recorder: Recorder
     mutating func run(_ context: StageContext) throws {
-      while let frame = context.receive() { recorder.append(frame, to: context.node.name) }
+      while let frame = context.receive() {
+        frame.confirm()  // kept for good: what a store does once a file is durable
+        recorder.append(frame, to: context.node.name)
+      }
     }
   }
 }

@@ -20,6 +20,8 @@ import Testing
     runtime.start()
     var frames: [Frame] = []
     while frames.count < 36, let frame = try receiver.receive(timeout: .seconds(10)) { frames.append(frame) }
+    // The forward waits for the last acknowledgement before it ends.
+    receiver.acknowledge()
     #expect(runtime.wait(timeoutNanos: 10_000_000_000))
     #expect(frames.count == 36, "30 data frames and 3 series of start and end")
     let content = GeneratedContent(seed: 11, size: 10000)

@@ -404,7 +404,7 @@ import ZeroMQ
     let run = try Run(
       """
       nodes:
-        in: {type: zmq, listen: "tcp://127.0.0.1:\(port)", max_message: 128KiB}
+        in: {type: zmq, listen: "tcp://127.0.0.1:\(port)", max_message: 128KiB, acknowledge: false}
         rec: {type: record, input: in}
       """)
     defer { _ = run.stop() }
@@ -520,7 +520,7 @@ import ZeroMQ
     let run = try Run(
       """
       nodes:
-        in: {type: zmq, connect: "tcp://127.0.0.1:\(port)", pattern: pull}
+        in: {type: zmq, connect: "tcp://127.0.0.1:\(port)", pattern: pull, acknowledge: false}
         rec: {type: record, input: in}
       """)
     let context = try ZMQContext()

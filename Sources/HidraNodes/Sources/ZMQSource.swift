@@ -1,6 +1,8 @@
+import Glibc
 import HidraClient
 import HidraGraph
 import HidraRuntime
+import Synchronization
 import ZeroMQ
 
 /// `zmq`: frames in Hidra's native wire protocol, from another Hidra or any producer.
@@ -10,7 +12,9 @@ public enum ZMQSource {
     summary: "frames in Hidra's native wire protocol (docs/wire.md), from another Hidra or any producer",
     details: """
       Receives multipart messages in the native protocol. Malformed, truncated, oversized or \
-      wrong-version messages are counted and dropped; they never stop the node.
+      wrong-version messages are counted and dropped; they never stop the node. With `pull` it is \
+      the consumer of a `push` forward: it acknowledges each frame only once every guaranteed sink \
+      in this graph has confirmed it, so a chain of Hidras keeps the end-to-end guarantee.
       """,
     options: [
       OptionSpec(
@@ -23,12 +27,20 @@ public enum ZMQSource {
         "pattern", .choice(["pull", "sub"]), default: "pull",
         doc: "Socket pattern: `pull` (from push) or `sub` (from pub)."),
       OptionSpec(
+        "acknowledge", .boolean, default: "true",
+        doc:
+          "For pull: acknowledge frames to a `push` forward (docs/wire.md). `false` reads with a plain PULL socket, from any PUSH producer (and from a forward with `acknowledge: false`)."
+      ),
+      OptionSpec(
         "max_message", .size(min: 1024), default: "256MiB",
         doc:
           "Largest frame accepted: a larger frame is dropped and counted (`oversized`). A single message part above it is dropped by ZeroMQ, which closes that producer's connection; the node never sees it and cannot count it."
       ),
     ],
-    constraints: [.exactlyOne(["listen", "connect"])],
+    constraints: [
+      .exactlyOne(["listen", "connect"]),
+      .onlyWhen(option: "acknowledge", when: "pattern", values: ["pull"]),
+    ],
     example: """
       upstream:
         type: zmq
@@ -37,32 +49,51 @@ public enum ZMQSource {
 }
 
 extension ZMQSource {
-  /// Messages ZeroMQ queues for this source per producer before the producer
-  /// waits (push) or loses messages (pub). ZeroMQ counts messages, not bytes:
-  /// keep the queue short and let the output edges hold the backlog.
+  /// Messages ZeroMQ queues for a plain source per producer before the
+  /// producer waits (push) or drops them (pub).
+  /// ZeroMQ counts messages, not bytes: keep the queue short and let the
+  /// output edges hold the backlog.
   static let receiveHighWaterMark: Int32 = 64
+  /// Frames a `pull` source lets a forward send ahead of its acknowledgements.
+  static let credit = 64
 
-  /// The running source: receives native-protocol messages (docs/wire.md),
-  /// reassembles chunked frames and emits every frame that arrives intact.
-  ///
-  /// Payload parts are adopted without copying: each received ZeroMQ message
-  /// part becomes a `Payload` that owns the message and closes it when the last
-  /// frame holding it is gone.
-  ///
-  /// Every counted error is one rejected message or one lost frame: a frame
-  /// whose chunks break off counts once, however many of its chunks arrive.
   struct Body: StageBody {
     let subscribe: Bool
+    let acknowledge: Bool
     let endpoint: ZMQEndpoint
     let maxMessage: Int
 
     init(node: Node) {
       subscribe = node["pattern"]?.string == "sub"
+      acknowledge = !subscribe && node["acknowledge"]?.boolean != false
       endpoint = ZMQEndpoint(node)
       maxMessage = Int(clamping: node["max_message"]?.bytes ?? 256 << 20)
     }
 
     mutating func run(_ context: StageContext) throws {
+      if !acknowledge {
+        try PlainLoop(subscribe: subscribe, endpoint: endpoint, maxMessage: maxMessage).run(context)
+      } else {
+        var consumer = ConsumerLoop(endpoint: endpoint, maxMessage: maxMessage)
+        try consumer.run(context)
+      }
+    }
+  }
+
+  /// `pattern: sub` (every frame a publisher sends, while this source keeps
+  /// up) and `pull` with `acknowledge: false` (a plain PULL socket).
+  ///
+  /// Payload parts are adopted without copying: each received ZeroMQ message
+  /// part becomes a `Payload` that owns the message and closes it when the last
+  /// frame holding it is gone. Every counted error is one rejected message or
+  /// one lost frame: a frame whose chunks break off counts once, however many of
+  /// its chunks arrive.
+  struct PlainLoop {
+    let subscribe: Bool
+    let endpoint: ZMQEndpoint
+    let maxMessage: Int
+
+    func run(_ context: StageContext) throws {
       let socket = try Socket(subscribe ? .sub : .pull, context: SharedZMQ.context)
       try socket.setOption(.linger, 0)
       // ZeroMQ drops a larger part and disconnects its sender before we see it.
@@ -88,6 +119,132 @@ extension ZMQSource {
         if let frame = assembler.accept(&message), !context.emit(frame) { return }
       }
       assembler.finish()
+    }
+  }
+
+  /// What the graph made of received frames, reported by their ledgers from
+  /// whichever thread settled them, for the source's thread to acknowledge.
+  final class Outcomes: Sendable {
+    private let settled = Mutex<[(peer: [UInt8], seq: UInt64, confirmed: Bool)]>([])
+    func add(_ peer: [UInt8], _ seq: UInt64, _ confirmed: Bool) {
+      settled.withLock { $0.append((peer, seq, confirmed)) }
+    }
+    func take() -> [(peer: [UInt8], seq: UInt64, confirmed: Bool)] {
+      settled.withLock { list in
+        defer { list.removeAll(keepingCapacity: true) }
+        return list
+      }
+    }
+  }
+
+  /// `pattern: pull`: the consumer side of a `push` forward (docs/wire.md,
+  /// "Acknowledgements"). A DEALER when connecting (one forward), a ROUTER when
+  /// listening (any number of forwards, each with its own reassembly, so
+  /// chunked frames from several forwards never mix).
+  ///
+  /// Every frame that carries a `seq` is tracked through this graph and
+  /// acknowledged only once every guaranteed sink here confirmed it (or as
+  /// `failed` when one could not take it), so a chain of Hidras is guaranteed
+  /// end to end: the first source hears of a frame only when the last store has it.
+  struct ConsumerLoop {
+    let endpoint: ZMQEndpoint
+    let maxMessage: Int
+    let session = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+    var assemblers: [[UInt8]: WireAssembler] = [:]
+    /// Forwards heard from (ROUTER), to keep alive; `[]` is the DEALER's one forward.
+    var forwards: Set<[UInt8]> = []
+    /// Frames emitted and not yet settled.
+    var outstanding = 0
+
+    init(endpoint: ZMQEndpoint, maxMessage: Int) {
+      self.endpoint = endpoint
+      self.maxMessage = maxMessage
+    }
+
+    mutating func run(_ context: StageContext) throws {
+      let router = endpoint.bind
+      let socket = try Socket(router ? .router : .dealer, context: SharedZMQ.context)
+      try socket.setOption(.linger, 0)
+      try socket.setOption(.maxMessageSize, Int64(clamping: maxMessage))
+      if router { try socket.setOption(.routerMandatory, true) }
+      try endpoint.attach(socket)
+      if !router { forwards.insert([]) }
+      let outcomes = Outcomes()
+      var nextKeepAlive: UInt64 = 0
+      while !context.isStopping {
+        let now = monotonicNanos()
+        if now >= nextKeepAlive {
+          nextKeepAlive = now + 1_000_000_000
+          for id in forwards { send(.ready(credit: ZMQSource.credit, session: session), to: id, socket) }
+        }
+        acknowledge(outcomes, socket)
+        guard var message = try socket.tryReceiveMultipart() else {
+          // Frames in flight wait for our acknowledgements: look again soon.
+          _ = try socket.poll(.readable, timeout: .milliseconds(outstanding > 0 ? 1 : 100))
+          continue
+        }
+        var id: [UInt8] = []
+        if router {
+          guard message.count >= 2 else { continue }
+          id = message.removeFirst().bytes
+          if forwards.insert(id).inserted {
+            send(.ready(credit: ZMQSource.credit, session: session), to: id, socket)
+          }
+          // A connection probe: answered by the `ready` above.
+          if message.count == 1, message.withPart(at: 0, { $0.isEmpty }) { continue }
+        }
+        var assembler =
+          assemblers.removeValue(forKey: id)
+          ?? WireAssembler(maxMessage: maxMessage) { kind, message in context.reportError(kind, message) }
+        let frame = assembler.accept(&message)
+        let seq = assembler.lastSeq
+        assemblers[id] = assembler
+        guard var frame else { continue }
+        if let seq, frame.kind == .data {
+          let forward = id
+          frame.track(Ledger { confirmed in outcomes.add(forward, seq, confirmed) })
+          outstanding += 1
+        }
+        if !context.emit(frame) { return }
+      }
+      // Stop reading; acknowledge what the graph finishes (while it drains), then
+      // say bye so each forward resends elsewhere what it had queued for us.
+      while outstanding > 0 && !context.isAborted {
+        acknowledge(outcomes, socket)
+        if outstanding > 0 { usleep(1000) }
+      }
+      for id in forwards { send(.bye, to: id, socket) }
+      for (_, var assembler) in assemblers { assembler.finish() }
+      try? socket.setOption(.linger, 1000)
+    }
+
+    /// Sends the acknowledgements of settled frames, one message per forward.
+    mutating func acknowledge(_ outcomes: Outcomes, _ socket: borrowing Socket) {
+      let settled = outcomes.take()
+      guard !settled.isEmpty else { return }
+      outstanding -= settled.count
+      var byForward: [[UInt8]: (seqs: [UInt64], failed: [UInt64])] = [:]
+      for item in settled {
+        if item.confirmed {
+          byForward[item.peer, default: ([], [])].seqs.append(item.seq)
+        } else {
+          byForward[item.peer, default: ([], [])].failed.append(item.seq)
+        }
+      }
+      for (id, lists) in byForward { send(.ack(seqs: lists.seqs, failed: lists.failed), to: id, socket) }
+    }
+
+    /// Sends a control message; a forward that is gone is forgotten.
+    mutating func send(_ control: Wire.Control, to id: [UInt8], _ socket: borrowing Socket) {
+      var message = MultipartMessage(minimumCapacity: 2)
+      if endpoint.bind { message.append(id) }
+      message.append(control.encoded())
+      do {
+        if try !socket.trySend(&message) { return }  // its queue is full: the next keep-alive
+      } catch {
+        forwards.remove(id)  // EHOSTUNREACH: it disconnected
+        assemblers[id] = nil
+      }
     }
   }
 }
