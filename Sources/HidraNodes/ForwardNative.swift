@@ -357,9 +357,12 @@ extension ForwardNode {
     /// frames go to every consumer at once; a consumer that arrives later gets
     /// the open series' start before its first frame.
     mutating func sendPending(_ socket: borrowing PeerSocket, _ context: StageContext) throws {
+      // Each frame leaves `pending` before it is sent: forgetting a consumer
+      // puts that consumer's frames back at the front meanwhile.
       while let frame = pending.first {
         switch frame.kind {
         case .seriesStart, .seriesEnd:
+          pending.removeFirst()
           openSeries = frame.kind == .seriesStart ? frame : nil
           for id in rotation {
             if frame.kind == .seriesEnd && peers[id]?.seriesStart == nil { continue }
@@ -369,24 +372,25 @@ extension ForwardNode {
               forget(id, context, reason: "is unreachable")
             }
           }
-          pending.removeFirst()
         case .data:
           guard let id = nextPeerWithCredit() else { return }
+          pending.removeFirst()
+          var reached = true
           if let openSeries, peers[id]?.seriesStart != openSeries.meta.id {
-            guard try socket.send(openSeries, seq: nil, to: id, messages) else {
-              forget(id, context, reason: "is unreachable")
-              continue
-            }
-            peers[id]?.seriesStart = openSeries.meta.id
+            reached = try socket.send(openSeries, seq: nil, to: id, messages)
+            if reached { peers[id]?.seriesStart = openSeries.meta.id }
           }
           let seq = nextSeq
-          nextSeq += 1
-          guard try socket.send(frame, seq: seq, to: id, messages) else {
+          if reached {
+            nextSeq += 1
+            reached = try socket.send(frame, seq: seq, to: id, messages)
+          }
+          guard reached else {
+            pending.prepend(frame)
             forget(id, context, reason: "is unreachable")
             continue
           }
           peers[id]?.unacked[seq] = frame
-          pending.removeFirst()
         }
       }
     }

@@ -21,9 +21,6 @@ public struct NodeRuntime: StageFactory {
 
   public func unsupportedReason(for node: Node) -> String? {
     if node.type == "forward" { return ForwardNode.unsupportedReason(node) }
-    if node.type == "directory", let onDone = node["on_done"]?.string, onDone != "keep" {
-      return "on_done '\(onDone)' needs confirmation from sinks, which comes later"
-    }
     if node.type == "eiger-stream", node["api"] != nil {
       return "api: reading the detector's REST status comes later"
     }

@@ -303,35 +303,131 @@ import Testing
 
   static let burstContent = bytes(4096, seed: 42)
 
-  @Test func refusesToStartWithOnDoneDeleteOrMove() throws {
-    let root = Self.scratch()
-    defer { try? FileManager.default.removeItem(atPath: root) }
-    for onDone in ["delete", "\"move:\(root)/done\""] {
-      let result = GraphValidator(catalog: Harness.catalog).validate(
-        text: """
-          nodes:
-            dir: {type: directory, path: "\(root)", on_done: \(onDone)}
-            out: {type: record, input: dir}
-          """, file: "t.yaml")
-      let graph = try #require(result.graph)
-      #expect(!result.diagnostics.hasErrors)
-      do {
-        _ = try Runtime(graph: graph, factory: NodeRuntime())
-        Issue.record("a graph with on_done: \(onDone) started")
-      } catch {
-        #expect("\(error)".contains("needs confirmation from sinks, which comes later"), "\(error)")
-      }
+  /// Runs a graph (validated, no errors) with the real nodes and the `record` sink.
+  static func start(_ yaml: String) throws -> Runtime {
+    let result = GraphValidator(catalog: Harness.catalog).validate(text: yaml, file: "t.yaml")
+    #expect(!result.diagnostics.hasErrors, "\(result.diagnostics.sorted.map(\.description))")
+    let runtime = try Runtime(
+      graph: try #require(result.graph), factory: RecordingFactory(recorder: Recorder()))
+    runtime.start()
+    return runtime
+  }
+
+  static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+  /// The cleanup rule: with `on_done: delete`, a store that cannot write (a
+  /// read-only root) keeps the source files; once it can, each file is stored
+  /// and only then deleted. The root is a tmpfs the test mounts read-only and
+  /// later remounts read-write (needs root; CI runs as root).
+  @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"))
+  func onDoneDeleteWaitsForTheStore() throws {
+    let source = Self.scratch()
+    let disk = Self.scratch()
+    defer {
+      _ = StoreTests.mountCommand(["umount", disk])
+      try? FileManager.default.removeItem(atPath: source)
+      try? FileManager.default.removeItem(atPath: disk)
     }
-    let result = GraphValidator(catalog: Harness.catalog).validate(
-      text:
-        "nodes:\n  dir: {type: directory, path: \"\(root)\", on_done: delete}\n  out: {type: record, input: dir}\n",
-      file: "t.yaml")
-    #expect(throws: RuntimeError.self) {
-      try Runtime(graph: try #require(result.graph), factory: NodeRuntime())
+    try #require(
+      StoreTests.mountCommand(["mount", "-t", "tmpfs", "-o", "ro,size=4m", "tmpfs", disk]),
+      "cannot mount a tmpfs")
+    Self.mkdir(source + "/scan")
+    let files = ["a.raw", "b.raw", "scan/c.raw"]
+    for (index, name) in files.enumerated() {
+      Self.write(source + "/" + name, Self.bytes(5000 + index, seed: index))
     }
-    #expect(
-      NodeRuntime().unsupportedReason(for: try #require(result.graph?.nodes.first { $0.name == "dir" }))
-        == "on_done 'delete' needs confirmation from sinks, which comes later")
+    let runtime = try Self.start(
+      """
+      nodes:
+        dir: {type: directory, path: "\(source)", on_done: delete}
+        disk: {type: store, input: dir, root: "\(disk)", fsync: file+dir}
+      """)
+    defer { if !runtime.wait(timeoutNanos: 0) { runtime.abort() } }
+    // Read-only: the store retries, nothing is deleted.
+    #expect(!runtime.wait(timeoutNanos: 1_500_000_000))
+    #expect(runtime.metrics.node("disk")!.errors.load(ordering: .relaxed) > 0, "EROFS is counted")
+    for name in files { #expect(Self.exists(source + "/" + name), "\(name) is kept while unstored") }
+    #expect(StoreTests.mountCommand(["mount", "-o", "remount,rw", disk]))
+    // Writable: stored, then deleted.
+    let deadline = Date().addingTimeInterval(15)
+    while Date() < deadline, files.contains(where: { Self.exists(source + "/" + $0) }) { usleep(20_000) }
+    for (index, name) in files.enumerated() {
+      #expect(!Self.exists(source + "/" + name), "\(name) deleted once stored")
+      let stored = FileManager.default.contents(atPath: disk + "/" + name).map { Array($0) }
+      #expect(stored == Self.bytes(5000 + index, seed: index), "\(name) stored byte for byte")
+    }
+    runtime.requestStop()
+    #expect(runtime.wait(timeoutNanos: 10_000_000_000))
+    #expect(runtime.metrics.node("dir")!.errors.load(ordering: .relaxed) == 0)
+  }
+
+  /// A file that a guaranteed sink did not take (here: a checksum verification
+  /// drops it) is kept and counted; a file every sink confirmed is moved below
+  /// the `move:` directory with its relative path.
+  @Test func onDoneMovesConfirmedFilesAndKeepsTheRest() throws {
+    let source = Self.scratch()
+    let target = Self.scratch()
+    let stored = Self.scratch()
+    defer {
+      for path in [source, target, stored] { try? FileManager.default.removeItem(atPath: path) }
+    }
+    let runtime = try Self.start(
+      """
+      nodes:
+        dir: {type: directory, path: "\(source)", on_done: "move:\(target)/done"}
+        pick: {type: filter, input: dir, glob: ["**/*.raw"]}
+        disk: {type: store, input: pick, root: "\(stored)"}
+        check: {type: checksum, input: dir, mode: verify, algorithms: [md5], on_mismatch: drop}
+        out: {type: record, input: check}
+      """)
+    defer { if !runtime.wait(timeoutNanos: 0) { runtime.abort() } }
+    usleep(300_000)
+    Self.mkdir(source + "/sub")
+    Self.write(source + "/sub/x.raw", Self.bytes(3000, seed: 1))
+    Self.write(source + "/y.txt", Self.bytes(100, seed: 2))
+    // x.raw: the checksum branch drops it (no md5 to verify), so it is kept;
+    // y.txt: filtered away from the store, dropped by the checksum too: kept.
+    usleep(800_000)
+    runtime.requestStop()
+    #expect(runtime.wait(timeoutNanos: 10_000_000_000))
+    #expect(Self.exists(source + "/sub/x.raw") && Self.exists(source + "/y.txt"))
+    #expect(runtime.metrics.node("dir")!.errors.load(ordering: .relaxed) == 2, "two files not confirmed")
+    #expect(Self.exists(stored + "/sub/x.raw"))
+
+    // Without the verifying branch, every sink confirms: both files move.
+    let again = try Self.start(
+      """
+      nodes:
+        dir: {type: directory, path: "\(source)", on_done: "move:\(target)/done"}
+        pick: {type: filter, input: dir, glob: ["**/*.raw"]}
+        disk: {type: store, input: pick, root: "\(stored)", on_exists: skip-identical}
+        late: {type: record, input: {from: dir, delivery: latest}}
+      """)
+    defer { if !again.wait(timeoutNanos: 0) { again.abort() } }
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline, Self.exists(source + "/sub/x.raw") || Self.exists(source + "/y.txt") {
+      usleep(20_000)
+    }
+    #expect(!Self.exists(source + "/sub/x.raw") && !Self.exists(source + "/y.txt"))
+    let moved = FileManager.default.contents(atPath: target + "/done/sub/x.raw").map { Array($0) }
+    #expect(moved == Self.bytes(3000, seed: 1))
+    #expect(Self.exists(target + "/done/y.txt"))
+    again.requestStop()
+    #expect(again.wait(timeoutNanos: 10_000_000_000))
+    #expect(again.failures.isEmpty)
+  }
+
+  @Test func refusesToMoveIntoTheWatchedTree() throws {
+    let source = Self.scratch()
+    defer { try? FileManager.default.removeItem(atPath: source) }
+    let runtime = try Self.start(
+      """
+      nodes:
+        dir: {type: directory, path: "\(source)", on_done: "move:\(source)/done"}
+        out: {type: record, input: dir}
+      """)
+    #expect(runtime.wait(timeoutNanos: 10_000_000_000))
+    #expect("\(runtime.failures)".contains("inside the watched path"), "\(runtime.failures)")
   }
 }
 

@@ -21,7 +21,10 @@ public enum DirectorySource {
       size, mtime): a rescan never sends it again, a rewrite closed later is sent again. On stop, \
       files still settling are waited for (at most `settle`, or 100 ms), then the series ends. \
       `on_done` acts on the original file only after every guaranteed sink downstream has confirmed \
-      it; `delete` and `move:` are not supported yet (such a graph refuses to start).
+      it (a store once it is durable, a push forward once its consumer acknowledged), and only if \
+      the file is still the version that was sent; a file any guaranteed sink failed to take is kept \
+      and counted (`not-confirmed`). `move:DIR` keeps the relative path below DIR, which must be \
+      outside `path`; on stop the source waits for the confirmations of what it sent.
       """,
     options: [
       OptionSpec("path", .path(.directory), required: true, doc: "The directory to watch."),
@@ -82,8 +85,22 @@ extension DirectorySource {
     let settleNanos: UInt64
     let sendExisting: Bool
     let chunkSize: Int
+    let onDone: OnDone
+    /// Files sent and waiting for their sinks' confirmation (`on_done` other than keep).
+    let settled = SettledQueue<Done>()
+    var outstanding = 0
 
-    struct Version: Equatable {
+    enum OnDone: Equatable {
+      case keep, delete
+      case move(String)
+    }
+
+    struct Done: Sendable {
+      var path: String
+      var version: Version
+    }
+
+    struct Version: Equatable, Sendable {
       var inode: UInt64
       var size: Int
       var mtimeNanos: UInt64
@@ -147,11 +164,26 @@ extension DirectorySource {
       settleNanos = UInt64((node["settle"]?.seconds ?? 0) * 1e9)
       sendExisting = node["existing"]?.string != "skip"
       chunkSize = Int(clamping: node["chunk_size"]?.bytes ?? 8 << 20)
+      switch node["on_done"]?.string ?? "keep" {
+      case "keep": onDone = .keep
+      case "delete": onDone = .delete
+      case let other:
+        var target = String(other.dropFirst("move:".count))
+        while target.count > 1, target.hasSuffix("/") { target.removeLast() }
+        onDone = .move(target)
+      }
     }
 
     var scanWaitNanos: UInt64 { max(settleNanos, DirectorySource.scanQuietNanos) }
 
     mutating func run(_ context: StageContext) throws {
+      if case .move(let target) = onDone {
+        let resolvedRoot = Self.resolved(root)
+        let resolvedTarget = Self.resolved(target)
+        if resolvedTarget == resolvedRoot || resolvedTarget.hasPrefix(resolvedRoot + "/") {
+          throw NodeSetupError("on_done 'move:\(target)' is inside the watched path '\(root)'")
+        }
+      }
       let inotify = try Inotify()
       // Watch (and list) first: the series start tells that the watches are in place.
       guard try watchTree("", inotify, context, sendExisting ? .queue : .remember) else {
@@ -160,8 +192,10 @@ extension DirectorySource {
       id += 1
       guard context.emit(.seriesStart(1, id: id, attributes: ["path": root])) else { return }
       while !context.isStopping {
-        try readEvents(inotify, context, timeoutMillis: waitMillis(max: 100))
+        // While confirmations are due, look for them often.
+        try readEvents(inotify, context, timeoutMillis: waitMillis(max: outstanding > 0 ? 5 : 100))
         guard sendDue(context) else { return }
+        finishConfirmed(context)
       }
       // Drain: events already queued, then files settling, for at most `settle`
       // (or the scan wait) more.
@@ -184,6 +218,82 @@ extension DirectorySource {
       }
       id += 1
       context.emit(.seriesEnd(1, id: id, frames: index))
+      // The sinks finish what they hold; act on each file as it is confirmed.
+      if outstanding > 0 {
+        Log.info("\(context.node.name): waiting for sinks to confirm \(outstanding) file(s)")
+      }
+      while outstanding > 0 && !context.isAborted {
+        finishConfirmed(context)
+        if outstanding > 0 { usleep(2000) }
+      }
+      if outstanding > 0 {
+        Log.info(
+          "\(context.node.name): \(outstanding) file(s) were not confirmed before the abort; they are kept")
+      }
+    }
+
+    /// Deletes or moves the files every guaranteed sink confirmed; keeps (and
+    /// counts) the others.
+    mutating func finishConfirmed(_ context: StageContext) {
+      guard outstanding > 0 else { return }
+      for (done, confirmed) in settled.take() {
+        outstanding -= 1
+        guard confirmed else {
+          context.reportError(
+            "not-confirmed", "kept '\(done.path)': a guaranteed sink did not confirm it")
+          continue
+        }
+        let full = root + "/" + done.path
+        var info = stat()
+        guard lstat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Self.version(info) == done.version
+        else {
+          // Rewritten (it will be sent again) or gone: not ours to remove.
+          continue
+        }
+        switch onDone {
+        case .keep: break
+        case .delete:
+          if unlink(full) != 0 {
+            context.reportError("on-done", "cannot delete '\(done.path)': \(Inotify.errorText())")
+          } else {
+            sent[done.path] = nil
+          }
+        case .move(let target):
+          let destination = target + "/" + done.path
+          let parent = String(destination[..<(destination.lastIndex(of: "/") ?? destination.startIndex)])
+          if let error = Self.makeDirectories(parent) {
+            context.reportError("on-done", "cannot move '\(done.path)': \(error)")
+          } else if rename(full, destination) != 0 {
+            context.reportError(
+              "on-done", "cannot move '\(done.path)' to '\(destination)': \(Inotify.errorText())")
+          } else {
+            sent[done.path] = nil
+          }
+        }
+      }
+    }
+
+    /// Creates `path` and its parents as needed; the error text, or nil.
+    static func makeDirectories(_ path: String) -> String? {
+      var current = path.hasPrefix("/") ? "" : "."
+      for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, 0o755) != 0 && errno != EEXIST { return "mkdir \(current): \(Inotify.errorText())" }
+      }
+      return nil
+    }
+
+    /// `path` made absolute and free of symbolic links where it exists.
+    static func resolved(_ path: String) -> String {
+      guard let real = realpath(path, nil) else {
+        if path.hasPrefix("/") { return path }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buffer, buffer.count) != nil else { return path }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/"
+          + path
+      }
+      defer { free(real) }
+      return String(cString: real)
     }
 
     /// Milliseconds until the next file is due, at most `max`.
@@ -387,7 +497,14 @@ extension DirectorySource {
       let meta = FrameMeta(
         id: id, series: 1, frame: index, name: path, createdNanos: wallNanos(),
         attributes: ["mtime_ns": String(version.mtimeNanos), "size": String(version.size)])
-      guard context.emit(Frame(kind: .data, meta: meta, parts: parts)) else { return .stop }
+      var frame = Frame(kind: .data, meta: meta, parts: parts)
+      if onDone != .keep {
+        let settled = self.settled
+        let done = Done(path: path, version: version)
+        frame.track(Ledger { confirmed in settled.add(done, confirmed: confirmed) })
+        outstanding += 1
+      }
+      guard context.emit(frame) else { return .stop }
       sent[path] = version
       index += 1
       return .sent

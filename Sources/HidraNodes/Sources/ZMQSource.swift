@@ -122,21 +122,6 @@ extension ZMQSource {
     }
   }
 
-  /// What the graph made of received frames, reported by their ledgers from
-  /// whichever thread settled them, for the source's thread to acknowledge.
-  final class Outcomes: Sendable {
-    private let settled = Mutex<[(peer: [UInt8], seq: UInt64, confirmed: Bool)]>([])
-    func add(_ peer: [UInt8], _ seq: UInt64, _ confirmed: Bool) {
-      settled.withLock { $0.append((peer, seq, confirmed)) }
-    }
-    func take() -> [(peer: [UInt8], seq: UInt64, confirmed: Bool)] {
-      settled.withLock { list in
-        defer { list.removeAll(keepingCapacity: true) }
-        return list
-      }
-    }
-  }
-
   /// `pattern: pull`: the consumer side of a `push` forward (docs/wire.md,
   /// "Acknowledgements"). A DEALER when connecting (one forward), a ROUTER when
   /// listening (any number of forwards, each with its own reassembly, so
@@ -169,7 +154,7 @@ extension ZMQSource {
       if router { try socket.setOption(.routerMandatory, true) }
       try endpoint.attach(socket)
       if !router { forwards.insert([]) }
-      let outcomes = Outcomes()
+      let outcomes = SettledQueue<Acknowledgement>()
       var nextKeepAlive: UInt64 = 0
       while !context.isStopping {
         let now = monotonicNanos()
@@ -202,7 +187,10 @@ extension ZMQSource {
         guard var frame else { continue }
         if let seq, frame.kind == .data {
           let forward = id
-          frame.track(Ledger { confirmed in outcomes.add(forward, seq, confirmed) })
+          frame.track(
+            Ledger { confirmed in
+              outcomes.add(Acknowledgement(forward: forward, seq: seq), confirmed: confirmed)
+            })
           outstanding += 1
         }
         if !context.emit(frame) { return }
@@ -219,16 +207,21 @@ extension ZMQSource {
     }
 
     /// Sends the acknowledgements of settled frames, one message per forward.
-    mutating func acknowledge(_ outcomes: Outcomes, _ socket: borrowing Socket) {
+    struct Acknowledgement: Sendable {
+      var forward: [UInt8]
+      var seq: UInt64
+    }
+
+    mutating func acknowledge(_ outcomes: SettledQueue<Acknowledgement>, _ socket: borrowing Socket) {
       let settled = outcomes.take()
       guard !settled.isEmpty else { return }
       outstanding -= settled.count
       var byForward: [[UInt8]: (seqs: [UInt64], failed: [UInt64])] = [:]
-      for item in settled {
-        if item.confirmed {
-          byForward[item.peer, default: ([], [])].seqs.append(item.seq)
+      for (item, confirmed) in settled {
+        if confirmed {
+          byForward[item.forward, default: ([], [])].seqs.append(item.seq)
         } else {
-          byForward[item.peer, default: ([], [])].failed.append(item.seq)
+          byForward[item.forward, default: ([], [])].failed.append(item.seq)
         }
       }
       for (id, lists) in byForward { send(.ack(seqs: lists.seqs, failed: lists.failed), to: id, socket) }
