@@ -73,6 +73,42 @@ public final class StageContext {
       pendingIndex = 0
       guard let inbox, inbox.receive(into: &pending) else { return nil }
     }
+    return takePending()
+  }
+
+  /// What `receive(waitingAtMost:)` found.
+  public enum Arrival {
+    /// The next frame from an input.
+    case frame(Frame)
+    /// No frame arrived in time; the input goes on.
+    case nothingYet
+    /// Every input has ended (or the run was aborted), as `receive()` returning nil.
+    case ended
+  }
+
+  /// Like `receive()`, but waits at most `timeout` for a frame. For a stage
+  /// that serves sockets on its own thread between frames: it alternates this
+  /// with a short poll of its sockets. `.zero` only takes what is queued.
+  public func receive(waitingAtMost timeout: Duration) -> Arrival {
+    if stopping.aborted {
+      abandonPending()
+      return .ended
+    }
+    if pendingIndex == pending.count {
+      pending.removeAll(keepingCapacity: true)
+      pendingIndex = 0
+      guard let inbox else { return .ended }
+      let (seconds, attoseconds) = max(timeout, .zero).components
+      let nanos =
+        seconds >= 1 << 30 ? 1 << 62 : UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+      guard let batch = inbox.receive(timeoutNanos: nanos) else { return .ended }
+      guard !batch.isEmpty else { return .nothingYet }
+      pending = batch
+    }
+    return .frame(takePending())
+  }
+
+  private func takePending() -> Frame {
     let frame = pending[pendingIndex]
     pendingIndex += 1
     counters.framesIn.add(1, ordering: .relaxed)
