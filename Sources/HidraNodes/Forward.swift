@@ -16,7 +16,11 @@ public enum ForwardNode {
     details: """
       `native` speaks Hidra's wire protocol (docs/wire.md) over ZeroMQ with the chosen `pattern`. \
       `simplon-monitor` serves the EIGER monitor HTTP interface so OnDA reads from Hidra as from a \
-      detector. `hidra-transfer` serves HiDRA's Transfer API for existing HiDRA clients. \
+      detector. `hidra-transfer` serves HiDRA 4.x's Transfer API for existing HiDRA clients \
+      (docs/hidra-compat.md): signals on the `listen` port (HiDRA's 50000), query requests on the \
+      next port (50001); each data frame is a file named by its relative path, sent in chunks of \
+      `chunk_size` (10 MiB unless set) to the targets that registered for it; series start and end \
+      frames are not files and are not sent. \
       `eiger-stream-v1`/`-v2` re-emit the detector stream so several stream readers can attach. \
       A native `push` forward hands each frame to one consumer with credit and keeps it until that \
       consumer acknowledges it (docs/wire.md); a consumer that leaves or goes silent for \
@@ -39,7 +43,9 @@ public enum ForwardNode {
         doc: "Connect to a consumer that binds."),
       OptionSpec(
         "chunk_size", .size(min: 4096), default: "8MiB",
-        doc: "Payloads larger than this travel in chunks of this size."),
+        doc:
+          "Payloads larger than this travel in chunks of this size (hidra-transfer: HiDRA's `chunksize`, 10MiB when not set)."
+      ),
       OptionSpec(
         "acknowledge", .boolean, default: "true",
         doc:
@@ -51,7 +57,15 @@ public enum ForwardNode {
           "For native push and request: a consumer silent this long is gone; what it did not acknowledge is resent to the others."
       ),
       OptionSpec(
-        "allowed_hosts", .list(.string), doc: "For hidra-transfer: hosts allowed to register as targets."),
+        "allowed_hosts", .list(.string),
+        doc:
+          "For hidra-transfer: hosts (names or addresses) allowed as targets; others get `NO_VALID_HOST`. Unset: any host."
+      ),
+      OptionSpec(
+        "metadata", .boolean, default: "true",
+        doc:
+          "For hidra-transfer: serve the `STREAM_METADATA` and `QUERY_NEXT_METADATA` modes (one metadata message per file reaching this forward); false answers their START with `STORING_DISABLED`."
+      ),
       OptionSpec(
         "api_version", .string, default: "1.8.0", doc: "For simplon-monitor: the API version served."),
     ],
@@ -61,6 +75,7 @@ public enum ForwardNode {
       .onlyWhen(option: "peer_timeout", when: "format", values: ["native"]),
       .onlyWhen(option: "acknowledge", when: "pattern", values: ["push"]),
       .onlyWhen(option: "allowed_hosts", when: "format", values: ["hidra-transfer"]),
+      .onlyWhen(option: "metadata", when: "format", values: ["hidra-transfer"]),
       .onlyWhen(option: "api_version", when: "format", values: ["simplon-monitor"]),
     ],
     example: """
@@ -83,8 +98,20 @@ public enum ForwardNode {
       } else if http {
         check.error("listen", "format '\(format)' speaks ZeroMQ: use a tcp:// or ipc:// address, not http://")
       }
-      if format == "hidra-transfer", check.node["connect"] != nil {
-        check.error("connect", "a hidra-transfer forward is a server: it needs 'listen: tcp://HOST:PORT'")
+      if format == "hidra-transfer" {
+        if check.node["connect"] != nil {
+          check.error("connect", "a hidra-transfer forward is a server: it needs 'listen: tcp://HOST:PORT'")
+        } else if let listen = check.node["listen"]?.string, !http {
+          // An address that does not parse has its error already.
+          if let parsed = try? Endpoint.parse(listen, schemes: ["tcp", "ipc"], role: .listen).get(),
+            parsed.scheme != "tcp" || parsed.port == nil || parsed.port == 65535
+          {
+            check.error(
+              "listen",
+              "a hidra-transfer forward needs 'listen: tcp://HOST:PORT' with a fixed port below 65535 (requests use PORT+1)"
+            )
+          }
+        }
       }
     })
 }
@@ -132,12 +159,14 @@ extension ForwardNode {
   /// Why a forward cannot run yet, or nil.
   static func unsupportedReason(_ node: Node) -> String? {
     let format = node["format"]?.string ?? "native"
+    if format == "hidra-transfer" { return nil }
     guard format == "native" else { return "format '\(format)' cannot run yet" }
     return nil
   }
 
   /// The body for a native forward's pattern.
-  static func makeBody(_ node: Node) -> any StageBody {
+  static func makeBody(_ node: Node) throws -> any StageBody {
+    if node["format"]?.string == "hidra-transfer" { return try HidraTransferForward.Body(node: node) }
     switch node["pattern"]?.string ?? "push" {
     case "pub": return SocketBody(node: node, publish: true)
     case "request": return RequestBody(node: node)

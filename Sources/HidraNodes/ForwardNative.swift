@@ -281,12 +281,12 @@ extension ForwardNode {
         if pending.count < Self.lookahead {
           // Nothing to send: wait on the input (consumers' messages can wait a
           // moment); something to send but no credit: only peek at the input.
-          switch context.receive(waitingAtMostNanos: pending.isEmpty ? 20_000_000 : 0) {
+          switch context.receive(waitingAtMost: pending.isEmpty ? .milliseconds(20) : .zero) {
           case .frame(let frame):
             pending.append(frame)
             continue
           case .ended: inputOpen = false
-          case .timedOut: break
+          case .nothingYet: break
           }
         }
         if !pending.isEmpty { try socket.wait(50_000_000) }
@@ -449,7 +449,7 @@ extension ForwardNode {
           peers = peers.filter { now <= $0.value.lastHeard + peerTimeout }
         }
         try serve(socket, context)
-        switch context.receive(waitingAtMostNanos: 5_000_000) {
+        switch context.receive(waitingAtMost: .milliseconds(5)) {
         case .frame(let frame):
           switch frame.kind {
           case .data: newest = frame
@@ -465,7 +465,7 @@ extension ForwardNode {
             }
           }
         case .ended: return
-        case .timedOut: break
+        case .nothingYet: break
         }
       }
     }

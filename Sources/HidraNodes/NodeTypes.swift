@@ -12,6 +12,7 @@ public enum NodeTypes {
     EigerStreamSource.spec,
     EigerFileWriterSource.spec,
     ZMQSource.spec,
+    HidraTransferSource.spec,
     FilterNode.spec,
     SplitNode.spec,
     ChecksumNode.spec,

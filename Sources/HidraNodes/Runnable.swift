@@ -13,10 +13,11 @@ public struct NodeRuntime: StageFactory {
     "split": { node, _ in SplitNode.Body(node: node) },
     "checksum": { node, _ in ChecksumNode.Body(node: node) },
     "store": { node, graph in try StoreNode.Body(node: node, graph: graph) },
-    "forward": { node, _ in ForwardNode.makeBody(node) },
+    "forward": { node, _ in try ForwardNode.makeBody(node) },
     "zmq": { node, _ in ZMQSource.Body(node: node) },
     "directory": { node, _ in DirectorySource.Body(node: node) },
     "eiger-stream": { node, _ in EigerStreamSource.Body(node: node) },
+    "hidra": { node, _ in try HidraTransferSource.Body(node: node) },
   ]
 
   public func unsupportedReason(for node: Node) -> String? {

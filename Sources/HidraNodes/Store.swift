@@ -15,7 +15,8 @@ public enum StoreNode {
       loses a frame: the store retries and back-pressure does the rest. Once a frame is durable \
       the store confirms it to its source (what directory `on_done` and file writer `delete` wait \
       for) and passes it on to any node that reads from the store, with the attribute \
-      `stored_path` (its path below `root`): a forward reading from a store announces stored files.
+      `stored_path` (its path below `root`) and `stored_root`: a forward reading from a store \
+      announces stored files (e.g. hidra-transfer's metadata modes, after the file is durable).
       """,
     options: [
       OptionSpec(
@@ -172,6 +173,7 @@ extension StoreNode {
             frame.confirm()
             if passOn {
               frame.meta.attributes["stored_path"] = stored
+              frame.meta.attributes["stored_root"] = root
               if !context.emit(frame) { return }
             } else {
               context.counters.framesOut.add(1, ordering: .relaxed)

@@ -73,43 +73,47 @@ public final class StageContext {
       pendingIndex = 0
       guard let inbox, inbox.receive(into: &pending) else { return nil }
     }
-    let frame = pending[pendingIndex]
-    pendingIndex += 1
-    counters.framesIn.add(1, ordering: .relaxed)
-    counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
-    return frame
+    return takePending()
   }
 
-  /// What `receive(waitingAtMostNanos:)` found.
-  public enum Received {
+  /// What `receive(waitingAtMost:)` found.
+  public enum Arrival {
+    /// The next frame from an input.
     case frame(Frame)
-    /// Nothing arrived in time; the input is still open.
-    case timedOut
-    /// Every input has ended (or the run was aborted).
+    /// No frame arrived in time; the input goes on.
+    case nothingYet
+    /// Every input has ended (or the run was aborted), as `receive()` returning nil.
     case ended
   }
 
-  /// Like `receive()`, but waits at most `nanos` (0: do not wait), for nodes that
-  /// also serve sockets from their thread.
-  public func receive(waitingAtMostNanos nanos: UInt64) -> Received {
+  /// Like `receive()`, but waits at most `timeout` for a frame. For a stage
+  /// that serves sockets on its own thread between frames: it alternates this
+  /// with a short poll of its sockets. `.zero` only takes what is queued.
+  public func receive(waitingAtMost timeout: Duration) -> Arrival {
     if stopping.aborted {
-      countAbandoned(pending.count - pendingIndex)
-      pending.removeAll()
-      pendingIndex = 0
+      abandonPending()
       return .ended
     }
     if pendingIndex == pending.count {
       pending.removeAll(keepingCapacity: true)
       pendingIndex = 0
-      guard let inbox, let batch = inbox.receive(timeoutNanos: nanos) else { return .ended }
-      if batch.isEmpty { return .timedOut }
+      guard let inbox else { return .ended }
+      let (seconds, attoseconds) = max(timeout, .zero).components
+      let nanos =
+        seconds >= 1 << 30 ? 1 << 62 : UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+      guard let batch = inbox.receive(timeoutNanos: nanos) else { return .ended }
+      guard !batch.isEmpty else { return .nothingYet }
       pending = batch
     }
+    return .frame(takePending())
+  }
+
+  private func takePending() -> Frame {
     let frame = pending[pendingIndex]
     pendingIndex += 1
     counters.framesIn.add(1, ordering: .relaxed)
     counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
-    return .frame(frame)
+    return frame
   }
 
   /// Sends a frame to every consumer. Returns false when the run is over for
