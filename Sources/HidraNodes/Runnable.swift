@@ -13,7 +13,10 @@ public struct NodeRuntime: StageFactory {
     "split": { node, _ in SplitNode.Body(node: node) },
     "checksum": { node, _ in ChecksumNode.Body(node: node) },
     "store": { node, graph in try StoreNode.Body(node: node, graph: graph) },
-    "forward": { node, _ in ForwardNode.Body(node: node) },
+    "forward": { node, _ in
+      node["format"]?.string == "simplon-monitor"
+        ? try SimplonMonitor.Body(node: node) as any StageBody : ForwardNode.Body(node: node)
+    },
     "zmq": { node, _ in ZMQSource.Body(node: node) },
     "directory": { node, _ in DirectorySource.Body(node: node) },
     "eiger-stream": { node, _ in EigerStreamSource.Body(node: node) },
