@@ -5,7 +5,7 @@
 
 SHELL := /bin/bash
 SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
-APT_PACKAGES := libzmq3-dev libxxhash-dev pkg-config
+APT_PACKAGES := libzmq3-dev libxxhash-dev liblz4-dev pkg-config
 HIDRA := .build/debug/hidra-run
 RELEASE_BENCH := .build/release/hidra-bench
 PYTHON_VENV := .build/python-venv
@@ -44,15 +44,18 @@ test: setup lint
 	$(SWIFT) test --skip-build
 	$(MAKE) test-python
 
-## test-python: the Python client (clients/python) against the built hidra-run, in a venv
+## test-python: the Python client (clients/python) and an OnDA-like monitor client (tests/onda)
+##   against the built hidra-run, in a venv
 test-python:
 	@test -x $(HIDRA) || { echo "error: $(HIDRA) is not built: run 'make build' first"; exit 1; }
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || { \
 	  echo "installing: python3-venv"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
 	@test -x $(PYTHON_VENV)/bin/python || python3 -m venv $(PYTHON_VENV)
-	$(PYTHON_VENV)/bin/python -m pip install -q --disable-pip-version-check ./clients/python pytest
-	HIDRA_RUN=$(CURDIR)/$(HIDRA) $(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
+	$(PYTHON_VENV)/bin/python -m pip install -q --disable-pip-version-check ./clients/python pytest \
+	  -r tests/onda/requirements.txt
+	HIDRA_RUN=$(CURDIR)/$(HIDRA) $(PYTHON_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  clients/python/tests tests/onda
 
 ## lint: fail when a Swift file is not formatted per .swift-format
 lint:

@@ -4,6 +4,7 @@
 // Module arrows go one way (see docs/architecture.md):
 //   hidra-run -> HidraNodes -> HidraRuntime -> ZeroMQ
 //   HidraNodes, HidraRuntime -> HidraGraph
+//   HidraNodes -> HidraCodec (image codecs) -> CLZ4; HidraNodes -> swift-nio (the monitor's HTTP)
 // HidraGraph does no I/O beyond reading the graph file.
 import PackageDescription
 
@@ -19,11 +20,15 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
   ],
   targets: [
-    // System libraries from Debian (libzmq3-dev, libxxhash-dev); see Makefile `setup`.
+    // System libraries from Debian (libzmq3-dev, libxxhash-dev, liblz4-dev); see Makefile `setup`.
     .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
     .systemLibrary(name: "CXXHash", path: "Sources/CXXHash"),
+    .systemLibrary(name: "CLZ4", path: "Sources/CLZ4"),
+    // Detector image codecs: LZ4, bitshuffle+LZ4, TIFF. No I/O.
+    .target(name: "HidraCodec", dependencies: ["CLZ4"]),
     .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
     .target(name: "HidraGraph", dependencies: [.product(name: "Yams", package: "Yams")]),
     .target(
@@ -35,8 +40,11 @@ let package = Package(
     .target(
       name: "HidraNodes",
       dependencies: [
-        "HidraGraph", "HidraRuntime", "HidraClient", "ZeroMQ", "CXXHash",
+        "HidraGraph", "HidraRuntime", "HidraClient", "HidraCodec", "ZeroMQ", "CXXHash",
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "DequeModule", package: "swift-collections"),
       ]
     ),
@@ -50,7 +58,7 @@ let package = Package(
     .executableTarget(
       name: "hidra-bench",
       dependencies: [
-        "HidraGraph", "HidraNodes", "HidraRuntime", "ZeroMQ", "CXXHash",
+        "HidraGraph", "HidraNodes", "HidraRuntime", "HidraCodec", "ZeroMQ", "CXXHash",
         .product(name: "Yams", package: "Yams"),
       ],
       path: "bench/hidra-bench"
@@ -65,6 +73,8 @@ let package = Package(
     .testTarget(name: "HidraRunTests"),
     .testTarget(
       name: "HidraNodesTests",
-      dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "ZeroMQ"]),
+      dependencies: [
+        "HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "HidraCodec", "ZeroMQ",
+      ]),
   ]
 )

@@ -16,7 +16,8 @@ public enum ForwardNode {
     details: """
       `native` speaks Hidra's wire protocol (docs/wire.md) over ZeroMQ with the chosen `pattern`. \
       `simplon-monitor` serves the EIGER monitor HTTP interface so OnDA reads from Hidra as from a \
-      detector. `hidra-transfer` serves HiDRA 4.x's Transfer API for existing HiDRA clients \
+      detector (docs/onda.md): each image is held, still compressed, in a bounded buffer and \
+      decompressed into a TIFF when a client asks for it. `hidra-transfer` serves HiDRA 4.x's Transfer API for existing HiDRA clients \
       (docs/hidra-compat.md): signals on the `listen` port (HiDRA's 50000), query requests on the \
       next port (50001); each data frame is a file named by its relative path, sent in chunks of \
       `chunk_size` (10 MiB unless set) to the targets that registered for it; series start and end \
@@ -67,7 +68,20 @@ public enum ForwardNode {
           "For hidra-transfer: serve the `STREAM_METADATA` and `QUERY_NEXT_METADATA` modes (one metadata message per file reaching this forward); false answers their START with `STORING_DISABLED`."
       ),
       OptionSpec(
-        "api_version", .string, default: "1.8.0", doc: "For simplon-monitor: the API version served."),
+        "api_version", .string, default: "1.8.0",
+        doc:
+          "For simplon-monitor: the API version served, under `/monitor/api/<api_version>/` (OnDA and other clients use `1.6.0` or `1.8.0`; other versions get 404)."
+      ),
+      OptionSpec(
+        "buffer_size", .integer(min: 1, max: 100_000), default: "4",
+        doc:
+          "For simplon-monitor: images held for clients when the forward starts; clients change it with `PUT config/buffer_size` (OnDA does)."
+      ),
+      OptionSpec(
+        "buffer_bytes", .size(min: 1), default: "1GiB",
+        doc:
+          "For simplon-monitor: the most payload bytes (as received, still compressed) held for clients, whatever `buffer_size` says."
+      ),
     ],
     constraints: [
       .exactlyOne(["listen", "connect"]),
@@ -77,6 +91,8 @@ public enum ForwardNode {
       .onlyWhen(option: "allowed_hosts", when: "format", values: ["hidra-transfer"]),
       .onlyWhen(option: "metadata", when: "format", values: ["hidra-transfer"]),
       .onlyWhen(option: "api_version", when: "format", values: ["simplon-monitor"]),
+      .onlyWhen(option: "buffer_size", when: "format", values: ["simplon-monitor"]),
+      .onlyWhen(option: "buffer_bytes", when: "format", values: ["simplon-monitor"]),
     ],
     example: """
       live:
@@ -94,6 +110,18 @@ public enum ForwardNode {
           check.error(
             check.node["listen"] != nil ? "listen" : "connect",
             "a simplon-monitor forward serves HTTP: it needs 'listen: http://HOST:PORT'")
+        } else if case .success(let endpoint) = Endpoint.parse(address, schemes: ["http"], role: .listen),
+          !endpoint.path.isEmpty, endpoint.path != "/"
+        {
+          check.error(
+            "listen",
+            "a simplon-monitor forward serves /monitor/api/<api_version>/ at the root: leave out the path '\(endpoint.path)'"
+          )
+        }
+        if let version = check.node["api_version"]?.string,
+          version.isEmpty || !version.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") })
+        {
+          check.error("api_version", "'\(version)' is not an API version such as 1.8.0")
         }
       } else if http {
         check.error("listen", "format '\(format)' speaks ZeroMQ: use a tcp:// or ipc:// address, not http://")
@@ -159,14 +187,18 @@ extension ForwardNode {
   /// Why a forward cannot run yet, or nil.
   static func unsupportedReason(_ node: Node) -> String? {
     let format = node["format"]?.string ?? "native"
-    if format == "hidra-transfer" { return nil }
+    if format == "hidra-transfer" || format == "simplon-monitor" { return nil }
     guard format == "native" else { return "format '\(format)' cannot run yet" }
     return nil
   }
 
   /// The body for a native forward's pattern.
   static func makeBody(_ node: Node) throws -> any StageBody {
-    if node["format"]?.string == "hidra-transfer" { return try HidraTransferForward.Body(node: node) }
+    switch node["format"]?.string ?? "native" {
+    case "hidra-transfer": return try HidraTransferForward.Body(node: node)
+    case "simplon-monitor": return try SimplonMonitor.Body(node: node)
+    default: break
+    }
     switch node["pattern"]?.string ?? "push" {
     case "pub": return SocketBody(node: node, publish: true)
     case "request": return RequestBody(node: node)

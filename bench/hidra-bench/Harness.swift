@@ -26,7 +26,12 @@ enum HarnessNodes {
   /// `count` data frames in one series, without filling anything.
   static let premade = NodeTypeSpec(
     name: "premade", kind: .source, summary: "benchmark source: resends premade payloads",
-    options: [OptionSpec("count", .integer(min: 1), required: true, doc: "Data frames to send.")])
+    options: [
+      OptionSpec("count", .integer(min: 1), required: true, doc: "Data frames to send."),
+      OptionSpec(
+        "hold", .boolean, default: "false",
+        doc: "After the last frame, wait until the run is stopped before ending the series."),
+    ])
 
   static let catalog = NodeCatalog(NodeTypes.all + [count, premade])
 }
@@ -38,13 +43,18 @@ struct HarnessFactory: StageFactory {
   let tallies: [String: Tally]
   /// The payloads every `premade` node sends, in turn.
   let premade: [Payload]
+  /// The metadata of every premade frame (its id, series and frame are set per frame).
+  var premadeMeta = FrameMeta()
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["count", "premade"]) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     switch node.type {
     case "count": return CountSink(tally: tallies[node.name]!)
-    case "premade": return PremadeSource(payloads: premade, count: node["count"]?.integer ?? 1)
+    case "premade":
+      return PremadeSource(
+        payloads: premade, count: node["count"]?.integer ?? 1, meta: premadeMeta,
+        hold: node["hold"]?.boolean ?? false)
     default: return try real.makeBody(for: node, in: graph)
     }
   }
@@ -72,6 +82,8 @@ struct CountSink: StageBody {
 struct PremadeSource: StageBody {
   let payloads: [Payload]
   let count: Int
+  var meta = FrameMeta()
+  var hold = false
 
   mutating func run(_ context: StageContext) throws {
     var id: UInt64 = 1
@@ -79,11 +91,13 @@ struct PremadeSource: StageBody {
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
-      let meta = FrameMeta(id: id, series: 1, frame: index)
+      var meta = self.meta
+      (meta.id, meta.series, meta.frame) = (id, 1, index)
       guard context.emit(Frame(kind: .data, meta: meta, parts: [payloads[index % payloads.count]])) else {
         return
       }
     }
+    while hold && !context.isStopping { usleep(10_000) }
     context.emit(.seriesEnd(1, id: id + 1, frames: count))
   }
 }

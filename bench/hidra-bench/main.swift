@@ -3,7 +3,7 @@
 // noisy, and absolute times drift 2-4x between runs.
 //
 //   make bench                                # all benchmarks
-//   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory
+//   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory, store, monitor
 //   .build/release/hidra-bench --quick        # smaller volumes, one round (or HIDRA_BENCH_QUICK=1)
 //
 // See bench/README.md for what each one measures and how to read it.
@@ -80,7 +80,7 @@ func benchValidate() {
 
 let benchmarks: [(String, () -> Void)] = [
   ("validate", benchValidate), ("throughput", benchThroughput), ("checksum", benchChecksum),
-  ("memory", benchMemory), ("store", benchStore),
+  ("memory", benchMemory), ("store", benchStore), ("monitor", benchMonitor),
 ]
 let selected = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 if let unknown = selected.first(where: { name in !benchmarks.contains { $0.0 == name } }) {
