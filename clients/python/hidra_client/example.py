@@ -24,7 +24,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog="python -m hidra_client.example", description="Print frames received from a Hidra forward."
     )
     parser.add_argument("endpoint", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5610")
-    parser.add_argument("--pattern", choices=["pull", "sub"], default="pull", help="pull (from push) or sub (from pub)")
+    parser.add_argument(
+        "--pattern",
+        choices=["pull", "sub", "request"],
+        default="pull",
+        help="pull (from push, acknowledged), sub (from pub) or request (from request: newest frame)",
+    )
     parser.add_argument("--bind", action="store_true", help="listen on the endpoint instead of connecting")
     parser.add_argument("--count", type=int, default=None, help="stop after this many frames")
     parser.add_argument("--idle", type=float, default=None, help="stop after this many seconds without a frame")
