@@ -19,6 +19,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    // HTTP: the eiger-filewriter source and the eiger-stream `api:` (SIMPLON REST).
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    // The tests' fake detector control unit serves SIMPLON REST with NIO's HTTP/1 server.
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
   ],
   targets: [
     // System libraries from Debian (libzmq3-dev, libxxhash-dev); see Makefile `setup`.
@@ -38,6 +42,8 @@ let package = Package(
         "HidraGraph", "HidraRuntime", "HidraClient", "ZeroMQ", "CXXHash",
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
     .executableTarget(
@@ -65,6 +71,10 @@ let package = Package(
     .testTarget(name: "HidraRunTests"),
     .testTarget(
       name: "HidraNodesTests",
-      dependencies: ["HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "ZeroMQ"]),
+      dependencies: [
+        "HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "ZeroMQ",
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]),
   ]
 )

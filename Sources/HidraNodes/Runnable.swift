@@ -17,15 +17,13 @@ public struct NodeRuntime: StageFactory {
     "zmq": { node, _ in ZMQSource.Body(node: node) },
     "directory": { node, _ in DirectorySource.Body(node: node) },
     "eiger-stream": { node, _ in EigerStreamSource.Body(node: node) },
+    "eiger-filewriter": { node, _ in EigerFileWriterSource.Body(node: node) },
   ]
 
   public func unsupportedReason(for node: Node) -> String? {
     if node.type == "forward" { return ForwardNode.unsupportedReason(node) }
     if node.type == "directory", let onDone = node["on_done"]?.string, onDone != "keep" {
       return "on_done '\(onDone)' needs confirmation from sinks, which comes later"
-    }
-    if node.type == "eiger-stream", node["api"] != nil {
-      return "api: reading the detector's REST status comes later"
     }
     return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
   }
