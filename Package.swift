@@ -20,6 +20,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    // HTTP client: the eiger-filewriter source and the eiger-stream `api:` (SIMPLON REST).
+    .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+    // HTTP server (simplon-monitor) and the tests' fake detector control unit.
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
   ],
   targets: [
@@ -46,6 +49,7 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
       ]
     ),
     .executableTarget(
@@ -75,6 +79,8 @@ let package = Package(
       name: "HidraNodesTests",
       dependencies: [
         "HidraNodes", "HidraRuntime", "HidraGraph", "HidraClient", "HidraCodec", "ZeroMQ",
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
       ]),
   ]
 )

@@ -22,7 +22,15 @@ public enum ForwardNode {
       next port (50001); each data frame is a file named by its relative path, sent in chunks of \
       `chunk_size` (10 MiB unless set) to the targets that registered for it; series start and end \
       frames are not files and are not sent. \
-      `eiger-stream-v1`/`-v2` re-emit the detector stream so several stream readers can attach. \
+      `eiger-stream-v1`/`-v2` re-emit the detector stream so several stream readers can attach: with \
+      `listen:` the forward speaks ZeroMQ's protocol (ZMTP 3.0, the PUSH side) itself, so each series' \
+      start and end reach every connected reader (a reader joining mid-series first gets the open \
+      series' start) while images go to one reader each, in turn, skipping readers whose queue is \
+      full; with `connect:` it serves the one reader there on a PUSH socket. v2 passes the CBOR \
+      messages of a stream-v2 source through unchanged; v1 re-sends a stream-v1 source's header \
+      parts and image blobs untouched and writes each image's JSON parts again from its metadata. \
+      Neither converts between stream versions: such frames are counted and dropped. Stream readers \
+      do not acknowledge, so these formats confirm nothing; `chunk_size` does not apply to them. \
       A native `push` forward hands each frame to one consumer with credit and keeps it until that \
       consumer acknowledges it (docs/wire.md); a consumer that leaves or goes silent for \
       `peer_timeout` has its unacknowledged frames resent to the others (or to it once it is back), \
@@ -184,19 +192,12 @@ struct ZMQEndpoint {
 }
 
 extension ForwardNode {
-  /// Why a forward cannot run yet, or nil.
-  static func unsupportedReason(_ node: Node) -> String? {
-    let format = node["format"]?.string ?? "native"
-    if format == "hidra-transfer" || format == "simplon-monitor" { return nil }
-    guard format == "native" else { return "format '\(format)' cannot run yet" }
-    return nil
-  }
-
-  /// The body for a native forward's pattern.
+  /// The body for a forward's format, and for a native forward's pattern.
   static func makeBody(_ node: Node) throws -> any StageBody {
     switch node["format"]?.string ?? "native" {
     case "hidra-transfer": return try HidraTransferForward.Body(node: node)
     case "simplon-monitor": return try SimplonMonitor.Body(node: node)
+    case "eiger-stream-v1", "eiger-stream-v2": return StreamForward.Body(node: node)
     default: break
     }
     switch node["pattern"]?.string ?? "push" {

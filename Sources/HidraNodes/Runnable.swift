@@ -18,13 +18,10 @@ public struct NodeRuntime: StageFactory {
     "directory": { node, _ in DirectorySource.Body(node: node) },
     "eiger-stream": { node, _ in EigerStreamSource.Body(node: node) },
     "hidra": { node, _ in try HidraTransferSource.Body(node: node) },
+    "eiger-filewriter": { node, _ in EigerFileWriterSource.Body(node: node) },
   ]
 
   public func unsupportedReason(for node: Node) -> String? {
-    if node.type == "forward" { return ForwardNode.unsupportedReason(node) }
-    if node.type == "eiger-stream", node["api"] != nil {
-      return "api: reading the detector's REST status comes later"
-    }
     return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
   }
 

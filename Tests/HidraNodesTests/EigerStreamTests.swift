@@ -76,7 +76,7 @@ import ZeroMQ
     let start = frames[0]
     #expect(start.meta.contentType == "application/json")
     #expect(start.parts.map { Array($0.bytes) } == Array(header.dropFirst()), "header parts untouched")
-    var attributes = ["header_detail": item.detail]
+    var attributes = ["header_detail": item.detail, "dheader": String(decoding: header[0], as: UTF8.self)]
     if item.detail != "none" {
       attributes.merge([
         "x_pixels_in_detector": "4", "y_pixels_in_detector": "3", "bit_depth_image": "16", "nimages": "3",
@@ -103,6 +103,7 @@ import ZeroMQ
     #expect(d2.encoding == "raw" && d2.name == "series_42/frame_000002.raw")
     #expect(d2.attributes["appendix"] == nil, "a large appendix is left out")
     #expect(frames[4].meta.attributes == ["frames": "3"])
+    #expect(Self.bytes(frames[4]) == FakeDCU.v1End(series: series)[0], "the end message untouched")
   }
 
   @Test func v1EncodingGrammar() {
@@ -143,7 +144,8 @@ import ZeroMQ
       #expect(Self.bytes(frame) == message, "the whole CBOR message byte for byte")
       #expect(frame.meta.contentType == "application/cbor" && frame.meta.series == series)
     }
-    #expect(frames[3].parts.isEmpty && frames[3].meta.attributes == ["frames": "2"])
+    #expect(Self.bytes(frames[3]) == messages[3] && frames[3].meta.attributes == ["frames": "2"])
+    #expect(frames[3].meta.contentType == "application/cbor")
     let start = frames[0].meta.attributes
     #expect(start["image_size_x"] == "4" && start["image_size_y"] == "3" && start["image_dtype"] == "uint16")
     #expect(start["number_of_images"] == "2" && start["count_time"] == "0.0099999")
@@ -482,18 +484,82 @@ import ZeroMQ
     #expect(run.recorder.frames(of: "rec").isEmpty)
   }
 
-  @Test func apiIsRefusedForNow() throws {
-    let result = GraphValidator(catalog: Harness.catalog).validate(
-      text: """
-        nodes:
-          det: {type: eiger-stream, endpoint: "tcp://127.0.0.1:9999", api: "http://127.0.0.1:80"}
-          rec: {type: record, input: det}
-        """, file: "t.yaml")
-    let node = try #require(result.graph?.nodes.first { $0.name == "det" })
-    #expect(
-      NodeRuntime().unsupportedReason(for: node) == "api: reading the detector's REST status comes later")
-    #expect(throws: RuntimeError.self) {
-      try Runtime(graph: try #require(result.graph), factory: NodeRuntime())
+  // MARK: - api: the stream's SIMPLON status
+
+  /// Sends one series at a time until a series start carries the stream status
+  /// (read in the background, never waited for); returns that start.
+  static func startWithStatus(_ dcu: borrowing FakeDCU, _ run: Run) throws -> Frame? {
+    for series in 1...50 {
+      try dcu.send([FakeDCU.v1Header(series: series, detail: "none"), FakeDCU.v1End(series: series)])
+      guard waitForEnd(run, series: series) else { return nil }
+      let start = run.recorder.frames(of: "rec").last { $0.kind == .seriesStart && $0.meta.series == series }
+      if start?.meta.attributes["stream_state"] != nil { return start }
     }
+    return nil
+  }
+
+  @Test func apiStatusBecomesSeriesStartAttributes() throws {
+    let server = try FakeSimplon()
+    defer { server.stop() }
+    let dcu = try FakeDCU()
+    let run = try Run(
+      """
+      nodes:
+        det: {type: eiger-stream, endpoint: "\(dcu.endpoint)", version: "1", api: "\(server.url)"}
+        rec: {type: record, input: det}
+      """)
+    let start = try Self.startWithStatus(dcu, run)
+    #expect(run.stop())
+    #expect(run.runtime.failures.isEmpty, "\(run.runtime.failures)")
+    #expect(run.errors("det") == 0)
+    let attributes = try #require(start).meta.attributes
+    #expect(attributes["stream_state"] == "ready" && attributes["stream_mode"] == "enabled")
+    #expect(attributes["stream_format"] == "legacy" && attributes["stream_header_detail"] == "all")
+    #expect(attributes["stream_dropped"] == "0")
+    for key in ["status/state", "config/mode", "config/format", "config/header_detail", "status/dropped"] {
+      #expect(server.count("GET /stream/api/1.8.0/\(key)") >= 2, "read at start and again at a series start")
+    }
+  }
+
+  @Test func apiProblemsAreReportedAndFramesStillFlow() throws {
+    let server = try FakeSimplon()
+    defer { server.stop() }
+    server.state.withLock { state in
+      state.stream["config/mode"] = "disabled"
+      state.stream["config/format"] = "cbor"
+      state.stream["status/dropped"] = nil  // older firmware: optional, not an error
+    }
+    let dcu = try FakeDCU()
+    let run = try Run(
+      """
+      nodes:
+        det: {type: eiger-stream, endpoint: "\(dcu.endpoint)", version: "1", api: "\(server.url)"}
+        rec: {type: record, input: det}
+      """)
+    let start = try Self.startWithStatus(dcu, run)
+    #expect(run.stop())
+    let attributes = try #require(start).meta.attributes
+    #expect(attributes["stream_mode"] == "disabled" && attributes["stream_dropped"] == nil)
+    // Each completed read reports the disabled stream and the format mismatch.
+    let rounds = server.count("GET /stream/api/1.8.0/config/mode")
+    #expect(run.errors("det") >= 2 && run.errors("det") <= 2 * rounds)
+  }
+
+  @Test func anUnreachableApiIsCountedAndNeverHoldsUpFrames() throws {
+    let dcu = try FakeDCU()
+    let port = ForwardTests.freePort()
+    let run = try Run(
+      """
+      nodes:
+        det: {type: eiger-stream, endpoint: "\(dcu.endpoint)", version: "1", api: "http://127.0.0.1:\(port)"}
+        rec: {type: record, input: det}
+      """)
+    try dcu.send([FakeDCU.v1Header(series: 1, detail: "none"), FakeDCU.v1End(series: 1)])
+    #expect(Self.waitForEnd(run, series: 1), "frames flow while the api does not answer")
+    #expect(ZMQSourceTests.waitUntil(seconds: 10) { run.errors("det") >= 1 }, "the failed read is counted")
+    #expect(run.stop())
+    #expect(run.runtime.failures.isEmpty, "\(run.runtime.failures)")
+    let start = run.recorder.frames(of: "rec").first
+    #expect(start?.kind == .seriesStart && start?.meta.attributes["stream_state"] == nil)
   }
 }

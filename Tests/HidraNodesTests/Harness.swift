@@ -21,15 +21,19 @@ struct RecordingFactory: StageFactory {
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
-    node.type == "record" ? RecordBody(recorder: recorder) : try real.makeBody(for: node, in: graph)
+    node.type == "record"
+      ? RecordBody(recorder: recorder, confirm: node["confirm"]?.boolean ?? true)
+      : try real.makeBody(for: node, in: graph)
   }
 
   struct RecordBody: StageBody {
     let recorder: Recorder
+    let confirm: Bool
     mutating func run(_ context: StageContext) throws {
       while let frame = context.receive() {
-        frame.confirm()  // kept for good: what a store does once a file is durable
-        recorder.append(frame, to: context.node.name)
+        // Kept without the frame's receipt, so the source's ledger settles now.
+        recorder.append(Frame(kind: frame.kind, meta: frame.meta, parts: frame.parts), to: context.node.name)
+        if confirm { frame.confirm() }
       }
     }
   }
@@ -37,7 +41,12 @@ struct RecordingFactory: StageFactory {
 
 enum Harness {
   static let recordSpec = NodeTypeSpec(
-    name: "record", kind: .forward, summary: "test sink that keeps every frame", options: [])
+    name: "record", kind: .forward, summary: "test sink that keeps every frame",
+    options: [
+      OptionSpec(
+        "confirm", .boolean, default: "true",
+        doc: "Confirm each frame to its source once kept (false: never confirm).")
+    ])
   static let catalog = NodeCatalog(NodeTypes.all + [recordSpec])
 
   /// Validates `yaml` (it must be free of errors), runs it to the end, and

@@ -55,7 +55,7 @@ import ZeroMQ
     func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
       switch node.type {
       case "feed": return FeedBody(feed: feed)
-      case "record": return RecordingFactory.RecordBody(recorder: recorder)
+      case "record": return RecordingFactory.RecordBody(recorder: recorder, confirm: true)
       default: return try real.makeBody(for: node, in: graph)
       }
     }

@@ -16,21 +16,33 @@ public enum EigerStreamSource {
       payload is passed on untouched (still compressed).
 
       Stream v1: the series-start frame carries every header part after the first (configuration, \
-      flatfield, pixel mask, count-rate table, appendix) and the attributes `header_detail`, \
-      `x_pixels_in_detector`, `y_pixels_in_detector`, `bit_depth_image`, `nimages`, `ntrigger`, \
-      `count_time` and `frame_time`; a data frame carries the image blob alone, with the encoding \
-      `raw`, `lz4` or `bs<bits>-lz4`, the `hash` as checksum `md5`, and the attributes `start_time`, \
-      `stop_time`, `real_time` and `appendix` (a UTF-8 image appendix below 4 KiB). Stream v2: every \
+      flatfield, pixel mask, count-rate table, appendix) and the attributes `dheader` (the first part \
+      as sent), `header_detail`, `x_pixels_in_detector`, `y_pixels_in_detector`, `bit_depth_image`, \
+      `nimages`, `ntrigger`, `count_time` and `frame_time`; a data frame carries the image blob \
+      alone, with the encoding `raw`, `lz4` or `bs<bits>-lz4`, the `hash` as checksum `md5`, and the \
+      attributes `start_time`, `stop_time`, `real_time` and `appendix` (a UTF-8 image appendix below \
+      4 KiB). Stream v2: every \
       frame carries its whole CBOR message (`application/cbor`, encoding `cbor`); data frames get the \
       shape, element type and the attribute `data_encoding` (`raw`, `lz4`, `bs<bits>-lz4`) of the \
-      first channel. Data frames are named `series_<series>/frame_<frame, 6 digits>.<raw|lz4|bslz4|cbor>`.
+      first channel. A series-end frame carries the detector's end message untouched (JSON or CBOR). \
+      Data frames are named `series_<series>/frame_<frame, 6 digits>.<raw|lz4|bslz4|cbor>`.
+
+      With `api:` the source reads the stream interface's SIMPLON parameters (`status/state`, \
+      `status/dropped`, `config/mode`, `config/format`, `config/header_detail` below \
+      `/stream/api/<api_version>/`) when it starts and again at each series start, in the background: \
+      a series-start frame carries the values of the last completed read as the attributes \
+      `stream_state`, `stream_dropped`, `stream_mode`, `stream_format` and `stream_header_detail` \
+      (none until the first read has answered; frames never wait for it). Each read counts a failure \
+      to read the state or mode (`api`), a disabled stream (`stream-disabled`: no images will come), \
+      a stream in state `error` (`stream-error`) and a format other than the version read \
+      (`stream-format`).
 
       Counted and delivered: frame gaps (`frame-gap`); a series or image arriving while another series \
       is open (`missing-series-end`, the open series is closed with a series-end marked \
       `synthetic: true`); images without a series start (`missing-series-start`, a synthetic start is \
       sent first). Counted and dropped: malformed messages (`bad-json`, `bad-cbor`, `unknown-htype`, \
       `missing-part`, `bad-size`, `bad-field`, ...) and series ends that close no open series. A series \
-      still open when the source stops is closed with a synthetic series-end. `api` cannot be used yet.
+      still open when the source stops is closed with a synthetic series-end.
       """,
     options: [
       OptionSpec(
@@ -66,7 +78,8 @@ extension EigerStreamSource {
   enum Event {
     case start(series: Int, parts: [Payload], attributes: [String: String], contentType: String)
     case image(series: Int, frame: Int, meta: FrameMeta, parts: [Payload])
-    case end(series: Int)
+    /// `parts`: the detector's end message, untouched.
+    case end(series: Int, parts: [Payload], contentType: String)
   }
 
   /// A message rejected: counted under `kind` and dropped.
@@ -97,6 +110,10 @@ extension EigerStreamSource {
     /// nil until detected from the first message (`version: auto`).
     var version: Int?
     let receiveBuffer: Int32
+    /// The SIMPLON REST address (`api:`) and version, if given.
+    let api: String?
+    let apiVersion: String
+    var status: EigerStreamAPI?
     var nextID: UInt64 = 0
     var open: OpenSeries?
 
@@ -113,14 +130,23 @@ extension EigerStreamSource {
       default: version = nil
       }
       receiveBuffer = Int32(clamping: node["receive_buffer"]?.integer ?? 1000)
+      api = node["api"]?.string
+      apiVersion = node["api_version"]?.string ?? "1.8.0"
     }
 
     mutating func run(_ context: StageContext) throws {
+      if let api {
+        let status = EigerStreamAPI(api: api, apiVersion: apiVersion, version: version)
+        status.refresh()
+        self.status = status
+      }
+      defer { status?.shutdown() }
       let socket = try Socket(.pull, context: SharedZMQ.context)
       try socket.setOption(.linger, 0)
       try socket.setOption(.receiveHighWaterMark, receiveBuffer)
       try socket.connect(endpoint)
       while !context.isStopping {
+        status?.collect(context, detectedVersion: version)
         guard var message = try socket.tryReceiveMultipart() else {
           _ = try socket.poll(.readable, timeout: .milliseconds(100))
           continue
@@ -191,10 +217,17 @@ extension EigerStreamSource {
     }
 
     /// Emits the end of `series` (synthetic when the detector never sent it).
-    mutating func endSeries(_ series: OpenSeries, synthetic: Bool, _ context: StageContext) -> Bool {
+    mutating func endSeries(
+      _ series: OpenSeries, synthetic: Bool, _ context: StageContext,
+      message: (parts: [Payload], contentType: String)? = nil
+    ) -> Bool {
       open = nil
       var frame = Frame.seriesEnd(series.series, id: makeID(), frames: series.frames)
       frame.meta.createdNanos = wallNanos()
+      if let message {
+        frame.parts = message.parts
+        frame.meta.contentType = message.contentType
+      }
       if synthetic { frame.meta.attributes["synthetic"] = "true" }
       return context.emit(frame)
     }
@@ -209,8 +242,14 @@ extension EigerStreamSource {
 
     mutating func handle(_ event: Event, _ context: StageContext) -> Bool {
       switch event {
-      case .start(let series, let parts, let attributes, let contentType):
+      case .start(let series, let parts, var attributes, let contentType):
         guard closeMissing("series \(series) started", context) else { return false }
+        if let status {
+          // The last status read (never waited for), then a fresh read for the next series.
+          status.collect(context, detectedVersion: version)
+          attributes.merge(status.attributes) { mine, _ in mine }
+          status.refresh()
+        }
         let meta = FrameMeta(
           id: makeID(), series: series, createdNanos: wallNanos(), contentType: contentType,
           attributes: attributes)
@@ -238,13 +277,13 @@ extension EigerStreamSource {
         open?.frames += 1
         meta.id = makeID()
         return context.emit(Frame(kind: .data, meta: meta, parts: parts))
-      case .end(let series):
+      case .end(let series, let parts, let contentType):
         guard let current = open, current.series == series else {
           let state = open.map { "series \($0.series) is open" } ?? "no series is open"
           context.reportError("unexpected-series-end", "end of series \(series) dropped: \(state)")
           return true
         }
-        return endSeries(current, synthetic: false, context)
+        return endSeries(current, synthetic: false, context, message: (parts, contentType))
       }
     }
 
@@ -329,6 +368,8 @@ extension EigerStreamSource {
         let series = try series()
         let detail = header["header_detail"] as? String ?? "none"
         var attributes = ["header_detail": detail]
+        // The first part as sent, so a stream-v1 forward can re-emit the header byte for byte.
+        if let first = appendix(message, 0) { attributes["dheader"] = first }
         if detail != "none" {
           guard message.count >= 2 else {
             throw Rejection("missing-part", "header_detail \(detail) without config")
@@ -341,7 +382,10 @@ extension EigerStreamSource {
         return .start(
           series: series, parts: parts.reversed(), attributes: attributes, contentType: "application/json")
       case "dseries_end":
-        return .end(series: try series())
+        let series = try series()
+        return .end(
+          series: series, parts: [WireAssembler.adopt(message.remove(at: 0))], contentType: "application/json"
+        )
       case "dimage":
         let series = try series()
         guard let frame = integer(header["frame"]) else {
@@ -508,7 +552,7 @@ extension EigerStreamSource {
         }
         return .image(series: series, frame: frame, meta: meta, parts: [part])
       case "end":
-        return .end(series: try id(series, "series_id"))
+        return .end(series: try id(series, "series_id"), parts: [part], contentType: "application/cbor")
       default:
         throw Rejection("unknown-type", "message type '\(type ?? "(none)")'")
       }
