@@ -159,11 +159,17 @@ public struct NodeTypeSpec: Sendable {
   public var check: Check?
   /// A short example of the node's options in YAML, for the reference.
   public var example: String
+  /// Whether a node of this type (with these options) does so little per frame
+  /// that it may run on its producer's thread, called directly instead of
+  /// through a queue (see `Plan.fusedEdges`). Nil: never.
+  public var fusable: (@Sendable (Node) -> Bool)?
 
   public init(
     name: String, kind: NodeKind, summary: String, details: String = "", options: [OptionSpec],
-    constraints: [OptionConstraint] = [], example: String = "", check: Check? = nil
+    constraints: [OptionConstraint] = [], example: String = "", check: Check? = nil,
+    fusable: (@Sendable (Node) -> Bool)? = nil
   ) {
+    self.fusable = fusable
     self.name = name
     self.kind = kind
     self.summary = summary

@@ -1,5 +1,14 @@
-/// What `hidra-run` will start for a graph: one stage per node, and for every edge
-/// the transport and endpoint it uses.
+/// What `hidra-run` will start for a graph: the stages (a node, or a chain of
+/// nodes fused onto one thread), and for every edge the transport and endpoint it
+/// uses.
+///
+/// Fusion: a node whose type declares its per-frame work cheap (`fusable`: a
+/// filter, an xxh3/xxh64 checksum) runs on its producer's thread, called
+/// directly, when the edge between them is a plain guaranteed one (no thinning),
+/// it is the producer's only output and the node's only input, and both run on
+/// the same host. A guaranteed edge makes the producer wait for its consumer
+/// anyway, so calling it directly keeps every promise and saves a queue, a
+/// thread hand-over and a cache transfer per frame.
 ///
 /// Edges within a host are in-process queues (bounded in frames and bytes, with
 /// the edge's delivery mode; see docs/architecture.md). Edges that
@@ -12,6 +21,8 @@ public struct Plan: Sendable {
     public var type: String
     public var kind: NodeKind
     public var host: String?
+    /// The nodes fused into this stage after its first one, in order.
+    public var fused: [String] = []
     /// The name of the stage's thread (as `top -H` shows it).
     public var thread: String
     /// The network addresses the stage binds or connects, as `option: address`.
@@ -22,6 +33,8 @@ public struct Plan: Sendable {
     public enum Transport: String, Sendable {
       /// An in-process queue between two stages' threads.
       case queue
+      /// A direct call: the consumer is fused into the producer's stage.
+      case fused
       case tcp
     }
     public var edge: Edge
@@ -40,25 +53,38 @@ public struct Plan: Sendable {
   /// stage also lists the addresses its endpoint options name.
   public init(_ graph: Graph, catalog: NodeCatalog? = nil) {
     self.graph = graph.name
+    let fused = Self.fusedEdges(graph) { node in catalog?[node.type]?.fusable?(node) ?? false }
     let defaultHost = graph.hosts.first?.name
     let hostOf = Dictionary(
       graph.nodes.map { ($0.name, $0.host ?? defaultHost) }, uniquingKeysWith: { a, _ in a })
     func host(of name: String) -> String? { hostOf[name] ?? defaultHost }
-    stages = graph.nodes.map { node in
+    let into = Dictionary(fused.map { ($0.to, $0.from) }, uniquingKeysWith: { a, _ in a })
+    let after = Dictionary(fused.map { ($0.from, $0.to) }, uniquingKeysWith: { a, _ in a })
+    stages = graph.nodes.filter { into[$0.name] == nil }.map { node in
       let endpoints = (catalog?[node.type]?.options ?? []).compactMap { option -> String? in
         guard case .endpoint(_, let role) = option.type, let value = node[option.name]?.string else {
           return nil
         }
         return "\(role == .listen ? "binds" : "connects") \(value) (\(option.name))"
       }
+      var chain: [String] = []
+      var next = after[node.name]
+      while let name = next {
+        chain.append(name)
+        next = after[name]
+      }
       return Stage(
         name: node.name, type: node.type, kind: node.kind, host: node.host ?? defaultHost,
-        thread: Self.threadName(node.name), endpoints: endpoints)
+        fused: chain, thread: Self.threadName(node.name), endpoints: endpoints)
     }
     var nextPort: [String: Int] = [:]
     links = graph.edges.map { edge in
       let producerHost = host(of: edge.from)
       let consumerHost = host(of: edge.to)
+      if fused.contains(where: { $0.from == edge.from && $0.to == edge.to }) {
+        return Link(
+          edge: edge, transport: .fused, bind: "direct call (fused)", connect: "direct call (fused)")
+      }
       if producerHost == consumerHost {
         return Link(edge: edge, transport: .queue, bind: "in-process queue", connect: "in-process queue")
       }
@@ -67,6 +93,21 @@ public struct Plan: Sendable {
       nextPort[target.name] = port + 1
       return Link(
         edge: edge, transport: .tcp, bind: "tcp://*:\(port)", connect: "tcp://\(target.address):\(port)")
+    }
+  }
+
+  /// The edges whose consumer runs fused on its producer's thread (see the type's
+  /// documentation), given which nodes are cheap enough.
+  public static func fusedEdges(_ graph: Graph, isFusable: (Node) -> Bool) -> [Edge] {
+    let defaultHost = graph.hosts.first?.name
+    let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    let outgoing = Dictionary(grouping: graph.edges, by: \.from)
+    return graph.edges.filter { edge in
+      guard let producer = byName[edge.from], let consumer = byName[edge.to] else { return false }
+      return edge.qos.delivery == .guaranteed && edge.qos.sampleEvery <= 1 && edge.qos.maxRate == nil
+        && edge.qos.spill == nil
+        && consumer.inputs.count == 1 && outgoing[edge.from]?.count == 1
+        && (producer.host ?? defaultHost) == (consumer.host ?? defaultHost) && isFusable(consumer)
     }
   }
 
@@ -82,8 +123,10 @@ public struct Plan: Sendable {
     let width = stages.map(\.name.count).max() ?? 0
     for stage in stages {
       let host = stage.host.map { " on host \($0)" } ?? ""
+      let fused =
+        stage.fused.isEmpty ? "" : ", then " + stage.fused.joined(separator: ", ") + " on the same thread"
       out +=
-        "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\n"
+        "  \(stage.name.padding(to: width))  \(stage.type) (\(stage.kind.rawValue))\(host), thread \(stage.thread)\(fused)\n"
       for endpoint in stage.endpoints { out += "  \(String(repeating: " ", count: width))    \(endpoint)\n" }
     }
     out += "\nedges:\n"

@@ -34,7 +34,15 @@ public enum ChecksumNode {
         type: checksum
         input: detector
         algorithms: [xxh3, sha256]
-      """)
+      """,
+    // xxh3 and xxh64 hash faster than memory delivers the bytes: run them on the
+    // producer's thread, on bytes still in its cache. sha256 and md5 are slow
+    // enough to deserve a core of their own.
+    fusable: { node in
+      (node["algorithms"]?.list?.compactMap(\.string) ?? ["xxh3"]).allSatisfy {
+        $0 == "xxh3" || $0 == "xxh64"
+      }
+    })
 }
 
 extension ChecksumNode {
@@ -85,7 +93,7 @@ extension ChecksumNode {
   }
 
   /// The running checksum node.
-  struct Body: StageBody {
+  struct Body: FrameTransform {
     let algorithms: [String]
     let verify: Bool
     let dropMismatches: Bool
@@ -96,28 +104,27 @@ extension ChecksumNode {
       dropMismatches = node["on_mismatch"]?.string != "pass"
     }
 
-    mutating func run(_ context: StageContext) throws {
-      while var frame = context.receive() {
-        if frame.kind == .data {
-          var bad: [String] = []
-          for algorithm in algorithms {
-            let digest = Digest.hex(algorithm, frame.parts)
-            if verify {
-              if frame.meta.checksums[algorithm] != digest { bad.append(algorithm) }
-            } else {
-              frame.meta.checksums[algorithm] = digest
-            }
-          }
-          if !bad.isEmpty {
-            let carried = bad.map { "\($0) \(frame.meta.checksums[$0] ?? "missing")" }.joined(separator: ", ")
-            context.reportError(
-              "mismatch", "checksum mismatch for '\(frame.meta.name)' (carried: \(carried))")
-            if dropMismatches { continue }
-            frame.meta.attributes["checksum_mismatch"] = bad.joined(separator: ",")
+    mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame? {
+      var frame = frame
+      if frame.kind == .data {
+        var bad: [String] = []
+        for algorithm in algorithms {
+          let digest = Digest.hex(algorithm, frame.parts)
+          if verify {
+            if frame.meta.checksums[algorithm] != digest { bad.append(algorithm) }
+          } else {
+            frame.meta.checksums[algorithm] = digest
           }
         }
-        guard context.emit(frame) else { return }
+        if !bad.isEmpty {
+          let carried = bad.map { "\($0) \(frame.meta.checksums[$0] ?? "missing")" }.joined(separator: ", ")
+          context.reportError(
+            "mismatch", "checksum mismatch for '\(frame.meta.name)' (carried: \(carried))")
+          if dropMismatches { return nil }  // not confirmed: its source keeps the original
+          frame.meta.attributes["checksum_mismatch"] = bad.joined(separator: ",")
+        }
       }
+      return frame
     }
   }
 }

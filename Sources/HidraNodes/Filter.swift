@@ -62,13 +62,15 @@ public enum FilterNode {
           "size", "'size' range is empty: min \(Units.formatSize(low)) is above max \(Units.formatSize(high))"
         )
       }
-    })
+    },
+    // Matching a name or a number is cheap next to moving the frame to another thread.
+    fusable: { _ in true })
 }
 
 extension FilterNode {
   /// The running filter: control frames always pass; data frames pass when every
   /// condition holds (or none does, with `invert`).
-  struct Body: StageBody {
+  struct Body: FrameTransform {
     let onName: Bool
     let globs: [Glob]
     let regex: Regex<AnyRegexOutput>?
@@ -107,23 +109,18 @@ extension FilterNode {
       return true
     }
 
-    mutating func run(_ context: StageContext) throws {
-      while let frame = context.receive() {
-        guard frame.kind == .data else {
-          guard context.emit(frame) else { return }
-          continue
-        }
-        var pass = matches(frame) != invert
-        if pass, every > 1 {
-          pass = matched % every == 0
-          matched += 1
-        }
-        if pass {
-          if !context.emit(frame) { return }
-        } else {
-          frame.confirm()  // not wanted downstream: nothing for a sink to confirm
-        }
+    mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame? {
+      guard frame.kind == .data else { return frame }
+      var pass = matches(frame) != invert
+      if pass, every > 1 {
+        pass = matched % every == 0
+        matched += 1
       }
+      guard pass else {
+        frame.confirm()  // not wanted downstream: nothing for a sink to confirm
+        return nil
+      }
+      return frame
     }
   }
 }

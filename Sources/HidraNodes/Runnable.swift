@@ -21,6 +21,8 @@ public struct NodeRuntime: StageFactory {
     "eiger-filewriter": { node, _ in EigerFileWriterSource.Body(node: node) },
   ]
 
+  public func isFusable(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.fusable?(node) ?? false }
+
   public func unsupportedReason(for node: Node) -> String? {
     return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
   }

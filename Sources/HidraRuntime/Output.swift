@@ -8,12 +8,51 @@
 public final class Output {
   public private(set) var edges: [EdgeQueue]
   private let counters: NodeCounters?
+  /// Nodes fused onto this stage's thread, in order: each frame sent goes
+  /// through them before it reaches `edges`.
+  private let fused: [FusedNode]
   /// The series start of the open series, if any.
   public private(set) var openSeries: Frame?
 
   public init(edges: [EdgeQueue], counters: NodeCounters? = nil) {
     self.edges = edges
     self.counters = counters
+    self.fused = []
+  }
+
+  init(edges: [EdgeQueue], counters: NodeCounters?, fused: [FusedNode]) {
+    self.edges = edges
+    self.counters = counters
+    self.fused = fused
+  }
+
+  /// A node running fused after this stage, and the edge it is fused by.
+  final class FusedNode {
+    var body: any FrameTransform
+    let context: StageContext
+    let edge: EdgeCounters
+
+    init(body: any FrameTransform, context: StageContext, edge: EdgeCounters) {
+      self.body = body
+      self.context = context
+      self.edge = edge
+    }
+
+    /// Passes one frame through the node, counting it on the edge and the node.
+    func apply(_ frame: Frame) -> Frame? {
+      let size = frame.byteCount
+      edge.offered.add(1, ordering: .relaxed)
+      edge.delivered.add(1, ordering: .relaxed)
+      edge.deliveredBytes.add(size, ordering: .relaxed)
+      if frame.kind == .data { edge.deliveredData.add(1, ordering: .relaxed) }
+      let counters = context.counters
+      counters.framesIn.add(1, ordering: .relaxed)
+      counters.bytesIn.add(size, ordering: .relaxed)
+      guard let out = body.transform(frame, context) else { return nil }
+      counters.framesOut.add(1, ordering: .relaxed)
+      counters.bytesOut.add(out.byteCount, ordering: .relaxed)
+      return out
+    }
   }
 
   /// The number of branches (consuming edges).
@@ -23,7 +62,17 @@ public final class Output {
   /// run was aborted or its consumer failed).
   @discardableResult
   public func send(_ frame: Frame) -> Bool {
-    track(frame)
+    var frame = frame
+    if !fused.isEmpty {
+      count(frame)
+      for node in fused {
+        guard let out = node.apply(frame) else { return true }
+        frame = out
+      }
+      remember(frame)
+    } else {
+      track(frame)
+    }
     var ok = true
     if frame.receipt == nil {
       for edge in edges where edge.send(frame) == .closed { ok = false }
@@ -41,6 +90,7 @@ public final class Output {
   @discardableResult
   public func send(_ frame: Frame, toBranch index: Int) -> Bool {
     precondition(frame.kind == .data, "control frames go to every branch")
+    precondition(fused.isEmpty, "a node with branches has no fused consumer")
     track(frame)
     let edge = edges[index]
     defer { frame.confirm() }  // handed on to the edge's receipt (if any)
@@ -59,11 +109,19 @@ public final class Output {
   }
 
   private func track(_ frame: Frame) {
+    remember(frame)
+    count(frame)
+  }
+
+  private func remember(_ frame: Frame) {
     switch frame.kind {
     case .seriesStart: openSeries = frame
     case .seriesEnd: openSeries = nil
     case .data: break
     }
+  }
+
+  private func count(_ frame: Frame) {
     counters?.framesOut.add(1, ordering: .relaxed)
     counters?.bytesOut.add(frame.byteCount, ordering: .relaxed)
   }

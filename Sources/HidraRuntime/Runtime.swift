@@ -19,6 +19,11 @@ public final class Runtime: @unchecked Sendable {
   private let stopping = Stopping()
   private let inboxes: [String: Inbox]
   private let outgoing: [String: [EdgeQueue]]
+  /// For each node fused onto its producer's thread: the counters of the edge
+  /// it is fused by (see `Plan`).
+  private let fusedInto: [String: EdgeCounters]
+  /// The node fused after each node, if any.
+  private let fusedAfter: [String: String]
   private let state = ConditionLock()
   private var running = 0
   private var started = false
@@ -41,9 +46,19 @@ public final class Runtime: @unchecked Sendable {
     var edgeCounters: [EdgeCounters] = []
     var inboxes: [String: Inbox] = [:]
     var outgoing: [String: [EdgeQueue]] = [:]
+    var fusedInto: [String: EdgeCounters] = [:]
+    var fusedAfter: [String: String] = [:]
+    let fused = Plan.fusedEdges(graph) { factory.isFusable($0) }
     for node in graph.nodes {
       nodeCounters.append(NodeCounters(node: node.name, type: node.type))
       guard !node.inputs.isEmpty else { continue }
+      if let edge = fused.first(where: { $0.to == node.name }) {
+        let counters = EdgeCounters(from: edge.from, to: edge.to)
+        edgeCounters.append(counters)
+        fusedInto[node.name] = counters
+        fusedAfter[edge.from] = node.name
+        continue
+      }
       let inbox = Inbox()
       for edge in node.inputs {
         let counters = EdgeCounters(from: edge.from, to: edge.to)
@@ -55,28 +70,57 @@ public final class Runtime: @unchecked Sendable {
     // Keep each producer's edges in the order its consumers were written.
     self.inboxes = inboxes
     self.outgoing = outgoing
+    self.fusedInto = fusedInto
+    self.fusedAfter = fusedAfter
     self.metrics = Metrics(nodes: nodeCounters, edges: edgeCounters)
   }
 
   /// Starts every stage. Consumers start before producers so nothing waits on a
   /// stage that is not there yet (it would not matter for correctness).
   public func start() {
+    let heads = graph.nodes.filter { fusedInto[$0.name] == nil }
     state.withLock {
       precondition(!started, "a runtime runs once")
       started = true
-      running = graph.nodes.count
+      running = heads.count
     }
-    for node in graph.nodes.reversed() {
+    let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    for node in heads.reversed() {
       let counters = metrics.node(node.name)!
-      let edges = outgoing[node.name] ?? []
+      var nodes: [Node] = []
+      while let next = fusedAfter[nodes.last?.name ?? node.name].flatMap({ byName[$0] }) {
+        nodes.append(next)
+      }
+      let chain = nodes
+      let edges = outgoing[chain.last?.name ?? node.name] ?? []
       let inbox = inboxes[node.name]
       let thread = Thread { [self] in
-        // The context (and the body made from it) live on this thread only.
+        // The context (and the bodies made from it) live on this thread only.
         Thread.current.name = Plan.threadName(node.name)
-        let context = StageContext(
-          node: node, graph: graph, output: Output(edges: edges, counters: counters), inbox: inbox,
-          counters: counters, stopping: stopping)
-        runStage(context)
+        do {
+          let fused = try chain.map { next in
+            guard let body = try factory.makeBody(for: next, in: graph) as? any FrameTransform else {
+              throw RuntimeError.unsupportedNodes(["\(next.name): cannot run fused"])
+            }
+            let context = StageContext(
+              fusedNode: next, graph: graph, counters: metrics.node(next.name)!, stopping: stopping)
+            return Output.FusedNode(body: body, context: context, edge: fusedInto[next.name]!)
+          }
+          let context = StageContext(
+            node: node, graph: graph, output: Output(edges: edges, counters: counters, fused: fused),
+            inbox: inbox, counters: counters, stopping: stopping)
+          runStage(context)
+        } catch {
+          state.withLock { failureList.append("\(node.name): \(error)") }
+          Log.error("node '\(node.name)' failed: \(error)")
+          abort()
+          Output(edges: edges).close()
+          inbox?.detachConsumer()
+          state.withLock {
+            running -= 1
+            state.signalReadable()
+          }
+        }
       }
       thread.stackSize = 1 << 20
       thread.start()

@@ -13,6 +13,23 @@ public protocol StageBody {
   mutating func run(_ context: StageContext) throws
 }
 
+/// A node whose work is one frame at a time, in place: it may run fused on its
+/// producer's thread (see `Plan`), its `transform` called for each frame the
+/// producer sends. Run on its own thread, it loops over its input.
+public protocol FrameTransform: StageBody {
+  /// Handles one frame: the frame to pass on (possibly changed), or nil when the
+  /// node drops it (confirming it first if it was dropped on purpose, see `Ledger`).
+  mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame?
+}
+
+extension FrameTransform {
+  public mutating func run(_ context: StageContext) throws {
+    while let frame = context.receive() {
+      if let out = transform(frame, context), !context.emit(out) { return }
+    }
+  }
+}
+
 /// Makes stage bodies for nodes; HidraNodes provides the real one.
 public protocol StageFactory: Sendable {
   /// The node types this factory can run.
@@ -22,9 +39,14 @@ public protocol StageFactory: Sendable {
   func unsupportedReason(for node: Node) -> String?
   /// Makes the body for `node`, on the stage's own thread.
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody
+  /// Whether `node` may run fused on its producer's thread; its body must then
+  /// be a `FrameTransform`.
+  func isFusable(_ node: Node) -> Bool
 }
 
 extension StageFactory {
+  public func isFusable(_ node: Node) -> Bool { false }
+
   public func unsupportedReason(for node: Node) -> String? {
     runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
   }
@@ -41,6 +63,12 @@ public final class StageContext {
   private let stopping: Stopping
   private var pending: [Frame] = []
   private var pendingIndex = 0
+
+  /// The context of a node fused into another stage: no input, no output of its own.
+  convenience init(fusedNode node: Node, graph: Graph, counters: NodeCounters, stopping: Stopping) {
+    self.init(
+      node: node, graph: graph, output: Output(edges: []), inbox: nil, counters: counters, stopping: stopping)
+  }
 
   init(node: Node, graph: Graph, output: Output, inbox: Inbox?, counters: NodeCounters, stopping: Stopping) {
     self.node = node

@@ -181,3 +181,77 @@ import Testing
     #expect(recorder.data(of: "k1").count + recorder.data(of: "k2").count == 40)
   }
 }
+
+/// Cheap nodes fused onto their producer's thread (`Plan.fusedEdges`).
+@Suite struct FusionTests {
+  static func plan(_ yaml: String) throws -> Plan {
+    let result = GraphValidator(catalog: Harness.catalog).validate(text: yaml, file: "t.yaml")
+    #expect(!result.diagnostics.hasErrors, "\(result.diagnostics.sorted.map(\.description))")
+    return Plan(try #require(result.graph), catalog: Harness.catalog)
+  }
+
+  @Test func fusesCheapNodesBehindPlainGuaranteedEdges() throws {
+    let plan = try Self.plan(
+      """
+      nodes:
+        det: {type: generate, size: 100, count: 1}
+        pick: {type: filter, input: det, every: 2}
+        sum: {type: checksum, input: pick, algorithms: [xxh3, xxh64]}
+        slow: {type: checksum, input: sum, algorithms: [sha256]}
+        disk: {type: store, input: slow, root: /tmp/hidra-fusion-plan}
+      """)
+    #expect(plan.stages.map(\.name) == ["det", "slow", "disk"])
+    #expect(plan.stages[0].fused == ["pick", "sum"])
+    #expect(plan.links.map(\.transport) == [.fused, .fused, .queue, .queue])
+    #expect(plan.text.contains("then pick, sum on the same thread"))
+  }
+
+  @Test func keepsQueuesWhereTheyPromiseSomething() throws {
+    let plan = try Self.plan(
+      """
+      nodes:
+        det: {type: generate, size: 100, count: 1}
+        a: {type: filter, input: {from: det, delivery: latest}, every: 2}
+        b: {type: filter, input: {from: det, sample: {every: 2}}, every: 2}
+        other: {type: generate, size: 100, count: 1}
+        c: {type: checksum, input: other}
+        d: {type: record, input: other}
+        e: {type: record, inputs: [a, b, c]}
+      """)
+    // latest and sampled edges, and a producer with two consumers, keep their queues.
+    #expect(plan.links.allSatisfy { $0.transport == .queue })
+    #expect(plan.stages.count == 7)
+  }
+
+  /// A fused chain does what the same nodes do on their own threads, and the
+  /// counters still show every node and edge.
+  @Test func aFusedChainBehavesAndCountsLikeStages() throws {
+    let (recorder, metrics) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 3000, count: 40, frames_per_series: 10, seed: 2}
+        pick: {type: filter, input: det, every: 2}
+        sum: {type: checksum, input: pick}
+        out: {type: record, input: sum}
+      """)
+    let frames = recorder.frames(of: "out")
+    let data = frames.filter { $0.kind == .data }
+    #expect(data.count == 20)
+    #expect(frames.count == 20 + 4 * 2, "every series start and end passes the filter")
+    let content = GeneratedContent(seed: 2, size: 3000)
+    for frame in data {
+      #expect(frame.meta.frame % 2 == 0)
+      #expect(frame.meta.checksums["xxh3"] == ChecksumNode.Digest.hex("xxh3", frame.parts))
+      let bytes = frame.parts.flatMap { Array($0.bytes) }
+      bytes.withUnsafeBytes {
+        #expect(content.verify($0, series: frame.meta.series, frame: frame.meta.frame))
+      }
+    }
+    let pick = try #require(metrics.node("pick")).snapshot()
+    #expect(pick.framesIn == 48 && pick.framesOut == 28)
+    let sum = try #require(metrics.node("sum")).snapshot()
+    #expect(sum.framesIn == 28 && sum.framesOut == 28)
+    let edge = try #require(metrics.edges.first { $0.from == "det" && $0.to == "pick" }).snapshot()
+    #expect(edge.offered == 48 && edge.delivered == 48 && edge.deliveredData == 40)
+  }
+}

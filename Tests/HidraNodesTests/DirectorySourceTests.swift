@@ -437,6 +437,8 @@ struct PausingFactory: StageFactory {
   let pauses: [Int: Double]
   let real = NodeRuntime()
 
+  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
+
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {

@@ -18,6 +18,8 @@ struct RecordingFactory: StageFactory {
   let recorder: Recorder
   let real = NodeRuntime()
 
+  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
+
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {

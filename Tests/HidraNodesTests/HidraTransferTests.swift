@@ -524,9 +524,12 @@ import ZeroMQ
     let asked = try #require(next)
     #expect(asked.name != "unasked.bin", "a file that arrived while nothing was pending is never sent")
     #expect(sent[asked.name] == asked.bytes)
+    // Counted before STOP: a NEXT the client sent while waiting may reach the
+    // request socket after the signal socket handled STOP, and is then
+    // (rightly) counted as a NEXT for a target no registration holds.
+    #expect(run.errors("out") == 2, "only the sync requests")
     #expect(try client.stop() == ["STOP_QUERY_NEXT"])
     #expect(run.finish())
-    #expect(run.errors("out") == 2, "only the sync requests")
   }
 
   @Test("QUERY_NEXT_METADATA: metadata of the next new file when asked; CANCEL drops pending requests")

@@ -39,6 +39,8 @@ enum HarnessNodes {
 /// The real stage factory (`NodeRuntime`) plus the harness's node types.
 struct HarnessFactory: StageFactory {
   let real = NodeRuntime()
+
+  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
   /// One tally per `count` node, by node name.
   let tallies: [String: Tally]
   /// The payloads every `premade` node sends, in turn.
