@@ -163,13 +163,19 @@ public struct NodeTypeSpec: Sendable {
   /// that it may run on its producer's thread, called directly instead of
   /// through a queue (see `Plan.fusedEdges`). Nil: never.
   public var fusable: (@Sendable (Node) -> Bool)?
+  /// Whether the node reads or writes every payload byte itself (generate fills,
+  /// directory reads files, checksum hashes, store writes). Two such nodes are
+  /// not fused: their passes over the bytes are faster on two cores than one
+  /// after the other on one.
+  public var touchesPayload: Bool
 
   public init(
     name: String, kind: NodeKind, summary: String, details: String = "", options: [OptionSpec],
     constraints: [OptionConstraint] = [], example: String = "", check: Check? = nil,
-    fusable: (@Sendable (Node) -> Bool)? = nil
+    fusable: (@Sendable (Node) -> Bool)? = nil, touchesPayload: Bool = false
   ) {
     self.fusable = fusable
+    self.touchesPayload = touchesPayload
     self.name = name
     self.kind = kind
     self.summary = summary

@@ -53,7 +53,9 @@ public struct Plan: Sendable {
   /// stage also lists the addresses its endpoint options name.
   public init(_ graph: Graph, catalog: NodeCatalog? = nil) {
     self.graph = graph.name
-    let fused = Self.fusedEdges(graph) { node in catalog?[node.type]?.fusable?(node) ?? false }
+    let fused = Self.fusedEdges(
+      graph, isFusable: { node in catalog?[node.type]?.fusable?(node) ?? false },
+      touchesPayload: { node in catalog?[node.type]?.touchesPayload ?? false })
     let defaultHost = graph.hosts.first?.name
     let hostOf = Dictionary(
       graph.nodes.map { ($0.name, $0.host ?? defaultHost) }, uniquingKeysWith: { a, _ in a })
@@ -98,16 +100,35 @@ public struct Plan: Sendable {
 
   /// The edges whose consumer runs fused on its producer's thread (see the type's
   /// documentation), given which nodes are cheap enough.
-  public static func fusedEdges(_ graph: Graph, isFusable: (Node) -> Bool) -> [Edge] {
+  public static func fusedEdges(
+    _ graph: Graph, isFusable: (Node) -> Bool, touchesPayload: (Node) -> Bool
+  ) -> [Edge] {
     let defaultHost = graph.hosts.first?.name
     let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     let outgoing = Dictionary(grouping: graph.edges, by: \.from)
-    return graph.edges.filter { edge in
+    func candidate(_ edge: Edge) -> Bool {
       guard let producer = byName[edge.from], let consumer = byName[edge.to] else { return false }
       return edge.qos.delivery == .guaranteed && edge.qos.sampleEvery <= 1 && edge.qos.maxRate == nil
-        && edge.qos.spill == nil
-        && consumer.inputs.count == 1 && outgoing[edge.from]?.count == 1
+        && edge.qos.spill == nil && consumer.inputs.count == 1 && outgoing[edge.from]?.count == 1
         && (producer.host ?? defaultHost) == (consumer.host ?? defaultHost) && isFusable(consumer)
+    }
+    // Whether the stage that runs `name` passes over the payload bytes: the node
+    // itself, or a node it is fused after. The graph has no cycles.
+    var stageTouches: [String: Bool] = [:]
+    func touches(_ name: String) -> Bool {
+      if let known = stageTouches[name] { return known }
+      guard let node = byName[name] else { return false }
+      var result = touchesPayload(node)
+      // A node that does not touch the bytes is fused whenever it is a candidate.
+      if !result, let edge = node.inputs.first, node.inputs.count == 1, candidate(edge) {
+        result = touches(edge.from)
+      }
+      stageTouches[name] = result
+      return result
+    }
+    return graph.edges.filter { edge in
+      guard candidate(edge), let consumer = byName[edge.to] else { return false }
+      return !(touchesPayload(consumer) && touches(edge.from))
     }
   }
 

@@ -36,13 +36,14 @@ public enum ChecksumNode {
         algorithms: [xxh3, sha256]
       """,
     // xxh3 and xxh64 hash faster than memory delivers the bytes: run them on the
-    // producer's thread, on bytes still in its cache. sha256 and md5 are slow
-    // enough to deserve a core of their own.
+    // producer's thread (unless that one passes over the bytes too, see
+    // touchesPayload). sha256 and md5 are slow enough to deserve a core of their own.
     fusable: { node in
       (node["algorithms"]?.list?.compactMap(\.string) ?? ["xxh3"]).allSatisfy {
         $0 == "xxh3" || $0 == "xxh64"
       }
-    })
+    },
+    touchesPayload: true)
 }
 
 extension ChecksumNode {

@@ -22,6 +22,7 @@ public struct NodeRuntime: StageFactory {
   ]
 
   public func isFusable(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.fusable?(node) ?? false }
+  public func touchesPayload(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.touchesPayload ?? false }
 
   public func unsupportedReason(for node: Node) -> String? {
     return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"

@@ -58,7 +58,8 @@ public enum StoreNode {
           check.error(option, "'\(option)' must be an octal permission such as 0755, got '\(text)'")
         }
       }
-    })
+    },
+    touchesPayload: true)
 }
 
 #if canImport(Glibc)

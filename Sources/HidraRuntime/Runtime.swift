@@ -48,7 +48,8 @@ public final class Runtime: @unchecked Sendable {
     var outgoing: [String: [EdgeQueue]] = [:]
     var fusedInto: [String: EdgeCounters] = [:]
     var fusedAfter: [String: String] = [:]
-    let fused = Plan.fusedEdges(graph) { factory.isFusable($0) }
+    let fused = Plan.fusedEdges(
+      graph, isFusable: { factory.isFusable($0) }, touchesPayload: { factory.touchesPayload($0) })
     for node in graph.nodes {
       nodeCounters.append(NodeCounters(node: node.name, type: node.type))
       guard !node.inputs.isEmpty else { continue }

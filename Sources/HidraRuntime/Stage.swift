@@ -42,10 +42,13 @@ public protocol StageFactory: Sendable {
   /// Whether `node` may run fused on its producer's thread; its body must then
   /// be a `FrameTransform`.
   func isFusable(_ node: Node) -> Bool
+  /// Whether `node` passes over every payload byte itself (see `NodeTypeSpec.touchesPayload`).
+  func touchesPayload(_ node: Node) -> Bool
 }
 
 extension StageFactory {
   public func isFusable(_ node: Node) -> Bool { false }
+  public func touchesPayload(_ node: Node) -> Bool { false }
 
   public func unsupportedReason(for node: Node) -> String? {
     runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"

@@ -199,11 +199,20 @@ import Testing
         sum: {type: checksum, input: pick, algorithms: [xxh3, xxh64]}
         slow: {type: checksum, input: sum, algorithms: [sha256]}
         disk: {type: store, input: slow, root: /tmp/hidra-fusion-plan}
+        net: {type: zmq, listen: "tcp://127.0.0.1:5999"}
+        keep: {type: filter, input: net, glob: ["*.raw"]}
+        hash: {type: checksum, input: keep}
+        disk2: {type: store, input: hash, root: /tmp/hidra-fusion-plan-2}
       """)
-    #expect(plan.stages.map(\.name) == ["det", "slow", "disk"])
-    #expect(plan.stages[0].fused == ["pick", "sum"])
-    #expect(plan.links.map(\.transport) == [.fused, .fused, .queue, .queue])
-    #expect(plan.text.contains("then pick, sum on the same thread"))
+    // The filter rides on generate's thread; the checksum does not, since
+    // generate already passes over every byte (two passes go faster on two
+    // cores); sha256 is never fused. Behind a network source, filter and xxh3
+    // checksum both ride on the source's thread.
+    #expect(plan.stages.map(\.name) == ["det", "sum", "slow", "disk", "net", "disk2"])
+    #expect(plan.stages[0].fused == ["pick"])
+    #expect(plan.stages[4].fused == ["keep", "hash"])
+    #expect(plan.links.map(\.transport) == [.fused, .queue, .queue, .queue, .fused, .fused, .queue])
+    #expect(plan.text.contains("then keep, hash on the same thread"))
   }
 
   @Test func keepsQueuesWhereTheyPromiseSomething() throws {

@@ -56,7 +56,8 @@ public enum DirectorySource {
         path: /ramdisk/pilatus
         include: ["**/*.cbf"]
         on_done: delete
-      """)
+      """,
+    touchesPayload: true)
 }
 
 extension DirectorySource {

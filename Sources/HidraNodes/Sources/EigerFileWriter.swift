@@ -49,7 +49,8 @@ public enum EigerFileWriterSource {
         url: http://dcu.example:80
         include: ["*_master.h5", "*_data_*.h5"]
         delete: true
-      """)
+      """,
+    touchesPayload: true)
 }
 
 extension EigerFileWriterSource {

@@ -49,7 +49,8 @@ public enum GenerateSource {
       if let shape = check.node["shape"]?.list, shape.count != 2 {
         check.error("shape", "'shape' is [width, height], got \(shape.count) numbers")
       }
-    })
+    },
+    touchesPayload: true)
 }
 
 #if canImport(Glibc)
