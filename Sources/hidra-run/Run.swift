@@ -11,7 +11,7 @@ struct Run: ParsableCommand {
     abstract: "Run a graph until its sources finish or it is stopped.",
     discussion: """
       The graph is validated first; an invalid graph does not start. Each node runs as a stage on \
-      its own thread. While running, one line per interval goes to stderr (a live table when stderr \
+      its own thread (cheap nodes may run fused on their producer's; see `hidra-run plan`). While running, one line per interval goes to stderr (a live table when stderr \
       is a terminal); at the end a summary lists every node and edge.
 
       Ctrl-C (SIGINT) or SIGTERM drains: sources stop, frames already queued on guaranteed edges \

@@ -173,3 +173,33 @@ import Testing
     }
   }
 }
+
+extension StoreTests {
+  /// A node reading from a store gets each frame once it is stored, with its
+  /// path, so a forward can announce stored files.
+  @Test func passesStoredFramesOnWithTheirPath() throws {
+    let root = Self.scratch()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (recorder, _) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 500, count: 6, frames_per_series: 3, seed: 1}
+        disk: {type: store, input: det, root: "\(root)", path: "s{series}/{frame:03}.bin"}
+        after: {type: record, input: disk}
+      """)
+    let frames = recorder.frames(of: "after")
+    #expect(frames.count(where: { $0.kind == .seriesStart }) == 2)
+    let data = frames.filter { $0.kind == .data }
+    #expect(data.count == 6)
+    for frame in data {
+      let path = try #require(frame.meta.attributes["stored_path"])
+      #expect(
+        path
+          == "s\(frame.meta.series)/\(String(repeating: "0", count: 3 - String(frame.meta.frame).count))\(frame.meta.frame).bin"
+      )
+      #expect(frame.meta.attributes["stored_root"] == root)
+      let stored = FileManager.default.contents(atPath: root + "/" + path).map { Array($0) }
+      #expect(stored == frame.parts.flatMap { Array($0.bytes) }, "on disk when it arrives")
+    }
+  }
+}
