@@ -19,6 +19,7 @@ struct RecordingFactory: StageFactory {
   let real = NodeRuntime()
 
   func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
+  func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 

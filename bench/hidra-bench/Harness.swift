@@ -41,6 +41,7 @@ struct HarnessFactory: StageFactory {
   let real = NodeRuntime()
 
   func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
+  func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
   /// One tally per `count` node, by node name.
   let tallies: [String: Tally]
   /// The payloads every `premade` node sends, in turn.
