@@ -1,4 +1,5 @@
 import Foundation
+import HidraGraph
 import HidraRuntime
 import ZeroMQ
 
@@ -210,20 +211,7 @@ enum HidraTransfer {
       return Array(text.utf8)
     }
 
-    private func quote(_ text: String) -> String {
-      var output = "\""
-      for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": output += "\\\""
-        case "\\": output += "\\\\"
-        case _ where scalar.value < 0x20:
-          let hex = String(scalar.value, radix: 16)
-          output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: output.unicodeScalars.append(scalar)
-        }
-      }
-      return output + "\""
-    }
+    private func quote(_ text: String) -> String { Rendering.quote(text) }
 
     private func number(_ value: Double) -> String { value.isFinite ? "\(value)" : "0.0" }
   }

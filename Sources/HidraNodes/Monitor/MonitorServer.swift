@@ -1,5 +1,6 @@
 import Foundation
 import HidraCodec
+import HidraGraph
 import HidraRuntime
 import NIOCore
 import NIOHTTP1
@@ -391,23 +392,7 @@ final class MonitorAPI: Sendable {
   static func list(_ strings: [String]) -> String { "[" + strings.map(quote).joined(separator: ", ") + "]" }
 
   /// A JSON string literal.
-  static func quote(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where scalar.value < 0x20:
-        let hex = String(scalar.value, radix: 16)
-        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    return out + "\""
-  }
+  static func quote(_ text: String) -> String { Rendering.quote(text) }
 }
 
 /// One connection: reads a request (head, body up to `MonitorAPI.maxBody`,
