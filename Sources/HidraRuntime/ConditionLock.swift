@@ -92,17 +92,22 @@ final class ConditionLock: @unchecked Sendable {
   static let spinRounds = 24
 
   /// Releases the lock, watches `version` for a change, and takes the lock again.
-  /// True when it changed (a signal came).
+  /// True when it changed (a signal came). The last look is taken with the lock
+  /// held again: signals are sent with the lock held, so a signal that this look
+  /// misses comes after the caller has registered as a waiter, and wakes it.
   private func spin(on version: borrowing Atomic<UInt64>) -> Bool {
     let seen = version.load(ordering: .acquiring)
     pthread_mutex_unlock(mutex)
-    defer { pthread_mutex_lock(mutex) }
-    for _ in 0..<Self.spinRounds {
-      for _ in 0..<64 where version.load(ordering: .acquiring) != seen { return true }
-      if version.load(ordering: .acquiring) != seen { return true }
+    var changed = false
+    rounds: for _ in 0..<Self.spinRounds {
+      for _ in 0..<64 where version.load(ordering: .acquiring) != seen {
+        changed = true
+        break rounds
+      }
       sched_yield()
     }
-    return version.load(ordering: .acquiring) != seen
+    pthread_mutex_lock(mutex)
+    return changed || version.load(ordering: .acquiring) != seen
   }
 
   private func wait(_ cond: UnsafeMutablePointer<pthread_cond_t>, until deadline: UInt64?) {
