@@ -39,7 +39,10 @@ let package = Package(
       dependencies: ["HidraGraph", .product(name: "DequeModule", package: "swift-collections")]
     ),
     // Reading Hidra's wire protocol: used by the zmq source and by Swift consumers.
-    .target(name: "HidraClient", dependencies: ["HidraRuntime", "ZeroMQ"]),
+    .target(
+      name: "HidraClient",
+      dependencies: ["HidraRuntime", "ZeroMQ", .product(name: "DequeModule", package: "swift-collections")]
+    ),
     .target(
       name: "HidraNodes",
       dependencies: [

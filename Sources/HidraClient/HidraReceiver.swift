@@ -1,3 +1,4 @@
+import DequeModule
 import HidraRuntime
 import ZeroMQ
 
@@ -44,9 +45,14 @@ public final class HidraReceiver {
   private var forwards: Set<[UInt8]> = []
   /// Delivered data frames not yet acknowledged: forward id and seq.
   private var unacknowledged: [(forward: [UInt8], seq: UInt64)] = []
-  /// Ids of frames delivered lately, to drop resent copies.
-  private var recent: Set<UInt64> = []
-  private var recentOrder: [UInt64] = []
+  /// Frames delivered lately (id and creation time: ids start again when the
+  /// sending Hidra restarts), to drop resent copies.
+  private var recent: Set<FrameKey> = []
+  private var recentOrder = Deque<FrameKey>()
+  private struct FrameKey: Hashable {
+    var id: UInt64
+    var created: UInt64
+  }
   private var nextKeepAlive: ContinuousClock.Instant
   private var asked = false
   private static let recentMemory = 8192
@@ -155,11 +161,12 @@ public final class HidraReceiver {
     if frame.kind == .data {
       if pattern == .request { asked = false }
       if let seq, pattern == .pull { unacknowledged.append((id, seq)) }
-      if !recent.insert(frame.meta.id).inserted {
+      let key = FrameKey(id: frame.meta.id, created: frame.meta.createdNanos)
+      if !recent.insert(key).inserted {
         counts.duplicates += 1
         return nil  // acknowledged with the next batch: it was handled already
       }
-      recentOrder.append(frame.meta.id)
+      recentOrder.append(key)
       if recentOrder.count > Self.recentMemory { recent.remove(recentOrder.removeFirst()) }
     }
     return frame

@@ -104,7 +104,9 @@ class Receiver:
         self._session = secrets.token_hex(8)
         self._forwards: Set[bytes] = set() if self._router or not self.acknowledging else {b""}
         self._unacked: List[Tuple[bytes, int]] = []
-        self._recent: "OrderedDict[int, None]" = OrderedDict()
+        # Frames handed out lately, by id and creation time (ids start again when
+        # the sending Hidra restarts), to drop resent copies.
+        self._recent: "OrderedDict[Tuple[int, int], None]" = OrderedDict()
         self._next_keepalive = 0.0
         self._asked = False
         #: Frames dropped because this receiver had handed them out already.
@@ -245,10 +247,11 @@ class Receiver:
         seq = frame.header.get("seq")
         if self.pattern == "pull" and self.acknowledging and isinstance(seq, int):
             self._unacked.append((forward, seq))
-        if frame.id in self._recent:
+        key = (frame.id, frame.created_ns)
+        if key in self._recent:
             self.duplicates += 1
             return None  # acknowledged with the others: it was handled already
-        self._recent[frame.id] = None
+        self._recent[key] = None
         if len(self._recent) > _RECENT_MEMORY:
             self._recent.popitem(last=False)
         return frame
