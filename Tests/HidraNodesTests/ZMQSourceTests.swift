@@ -538,3 +538,44 @@ import ZeroMQ
     socket.close()
   }
 }
+
+extension ZMQSourceTests {
+  /// Two push forwards send chunked frames to one listening zmq source at the
+  /// same time: the source reassembles each forward's frames apart, so nothing
+  /// is lost or mixed, and both senders end once everything is acknowledged.
+  @Test func aListeningSourceKeepsTwoForwardsChunksApart() throws {
+    let port = ForwardTests.freePort()
+    let receiver = try Run(
+      """
+      nodes:
+        in: {type: zmq, listen: "tcp://127.0.0.1:\(port)"}
+        rec: {type: record, input: in}
+      """)
+    let senders = try [3, 4].map { seed in
+      try Run(
+        """
+        nodes:
+          det: {type: generate, size: 10000, count: 30, seed: \(seed), name: "s\(seed)_{frame}"}
+          out: {type: forward, input: det, connect: "tcp://127.0.0.1:\(port)", chunk_size: 4096}
+        """)
+    }
+    for sender in senders {
+      #expect(sender.runtime.wait(timeoutNanos: 30_000_000_000), "every frame was acknowledged")
+    }
+    #expect(Self.waitUntil { receiver.recorder.data(of: "rec").count >= 60 })
+    #expect(receiver.stop())
+    #expect(receiver.errors("in") == 0, "no chunk was mixed with another frame's")
+    let data = receiver.recorder.data(of: "rec")
+    #expect(data.count == 60)
+    for seed in [3, 4] {
+      let mine = data.filter { $0.meta.name.hasPrefix("s\(seed)_") }
+      #expect(mine.count == 30)
+      let content = GeneratedContent(seed: UInt64(seed), size: 10000)
+      for frame in mine {
+        Self.bytes(frame).withUnsafeBytes {
+          #expect(content.verify($0, series: frame.meta.series, frame: frame.meta.frame))
+        }
+      }
+    }
+  }
+}
