@@ -65,7 +65,7 @@ let package = Package(
     .executableTarget(
       name: "hidra-bench",
       dependencies: [
-        "HidraGraph", "HidraNodes", "HidraRuntime", "HidraCodec", "ZeroMQ", "CXXHash",
+        "HidraGraph", "HidraNodes", "HidraRuntime", "HidraCodec", "HidraClient", "ZeroMQ", "CXXHash",
         .product(name: "Yams", package: "Yams"),
       ],
       path: "bench/hidra-bench"

@@ -124,7 +124,11 @@ extension StoreNode {
     let nodeName: String
     var rootFD: Int32 = -1
     var temporaryCounter = 0
+    /// This process's id, part of every temporary name (read once, not per file).
+    let pid = getpid()
     let usesClock: Bool
+    /// Whether the template uses the frame name's last component (`name`, `stem`, `ext`).
+    let usesBaseName: Bool
     /// The directory the last frame went to (relative components and descriptor):
     /// consecutive frames usually share one, and opening it component by component
     /// for every file was most of the cost of small files.
@@ -138,7 +142,9 @@ extension StoreNode {
       case .success(let parsed): template = parsed
       case .failure(let error): throw NodeSetupError("path template: \(error.message)")
       }
-      usesClock = template.fields.contains("date") || template.fields.contains("time")
+      let fields = template.fields
+      usesClock = fields.contains("date") || fields.contains("time")
+      usesBaseName = fields.contains("name") || fields.contains("stem") || fields.contains("ext")
       let sync = node["fsync"]?.string ?? "file"
       fsyncFile = sync != "none"
       fsyncDir = sync == "file+dir"
@@ -225,7 +231,11 @@ extension StoreNode {
     /// The frame's path below the root, or an error when it is unsafe.
     func relativePath(for frame: Frame) throws -> [String] {
       let name = frame.meta.name
-      let base = String(name.split(separator: "/").last ?? "")
+      // The last component of the name, only when the template uses it.
+      var base = ""
+      if usesBaseName {
+        base = String(name.split(separator: "/").last ?? "")
+      }
       let dot = base.lastIndex(of: ".")
       // The date and time only when the template asks for them: localtime_r may
       // look at the time zone file on every call.
@@ -256,9 +266,14 @@ extension StoreNode {
         default: return frame.meta.attributes[String(field.dropFirst("attr.".count))] ?? ""
         }
       }
-      let components = rendered.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+      // Split at the byte '/', as the kernel does (a '/' that Swift's String
+      // would take as part of a larger character still separates directories).
+      let slash = UInt8(ascii: "/")
+      let components = rendered.utf8.split(separator: slash, omittingEmptySubsequences: true).map {
+        String(Substring($0))
+      }
       let unsafe =
-        rendered.hasPrefix("/") || rendered.contains("\0") || components.isEmpty
+        rendered.utf8.first == slash || rendered.utf8.contains(0) || components.isEmpty
         || components.contains { $0 == ".." || $0 == "." }
       if unsafe { throw StoreError.unsafePath(rendered) }
       return components
@@ -289,7 +304,7 @@ extension StoreNode {
         }
       }
       temporaryCounter += 1
-      let temporary = ".\(target).hidra-\(getpid())-\(temporaryCounter).tmp"
+      let temporary = ".\(target).hidra-\(pid)-\(temporaryCounter).tmp"
       let fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, fileMode)
       if fd < 0 { throw StoreError.system("create \(path)", errno) }
       var ok = false
@@ -309,6 +324,7 @@ extension StoreNode {
       }
       ok = true
       if fsyncDir, fsync(directory) != 0 { throw StoreError.system("fsync directory of \(path)", errno) }
+      if target == components.last! { return path }
       return components.dropLast().joined(separator: "/") + (components.count > 1 ? "/" : "") + target
     }
 

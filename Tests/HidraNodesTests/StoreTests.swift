@@ -101,6 +101,25 @@ import Testing
     #expect(try run("skip-identical", seed: 2) == 2, "different content is an error")
   }
 
+  /// A '/' followed by a combining mark is one Swift `Character` but, for the
+  /// kernel, the end of a directory name like any other '/': the store splits
+  /// the rendered path at the byte, creates the directory, and stores the file
+  /// in it (rather than handing the kernel a "name" with a '/' inside).
+  @Test func splitsTheRenderedPathAtEverySlashByte() throws {
+    let root = Self.scratch()
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let (_, metrics) = try Harness.run(
+      """
+      nodes:
+        det: {type: generate, size: 10, count: 2, attributes: {d: "sub/\\u0301x"}}
+        disk: {type: store, input: {from: det, delivery: best-effort}, root: "\(root)/raw", path: "{attr.d}{frame}.bin"}
+      """)
+    #expect(metrics.node("disk")?.errors.load(ordering: .relaxed) == 0)
+    #expect(Self.files(below: root + "/raw") == ["sub/\u{301}x0.bin", "sub/\u{301}x1.bin"])
+    var info = stat()
+    #expect(lstat(root + "/raw/sub", &info) == 0 && info.st_mode & S_IFMT == S_IFDIR, "'sub' is a directory")
+  }
+
   /// A root that cannot be written yet is retried on a guaranteed edge, and every
   /// frame is stored once it can be: nothing is lost.
   @Test func retriesUntilTheRootBecomesWritable() throws {

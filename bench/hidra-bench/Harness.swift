@@ -124,19 +124,7 @@ struct GraphRun {
 func runGraph(
   _ yaml: String, premade: [Payload] = [], tickNanos: UInt64 = 100_000_000, tick: (() -> Void)? = nil
 ) -> GraphRun {
-  let check = GraphValidator(catalog: HarnessNodes.catalog).validate(text: yaml, file: "bench.yaml")
-  guard check.isValid, let graph = check.graph else {
-    fatalError(
-      "benchmark graph is invalid:\n\(check.diagnostics.sorted.map(\.description).joined(separator: "\n"))")
-  }
-  var tallies: [String: Tally] = [:]
-  for node in graph.nodes where node.type == "count" { tallies[node.name] = Tally() }
-  let runtime: Runtime
-  do {
-    runtime = try Runtime(graph: graph, factory: HarnessFactory(tallies: tallies, premade: premade))
-  } catch {
-    fatalError("cannot run the benchmark graph: \(error)")
-  }
+  let (runtime, graph, tallies) = prepareGraph(yaml, premade: premade)
   let start = monotonicNanos()
   let cpuStart = processCPUSeconds()
   runtime.start()
@@ -155,6 +143,25 @@ func runGraph(
     received: tallies.mapValues {
       ($0.frames.load(ordering: .relaxed), $0.bytes.load(ordering: .relaxed))
     }, graph: graph)
+}
+
+/// Validates `yaml` with the harness catalog (any error stops the benchmark) and
+/// makes its runtime, not started yet, with a tally for each `count` node.
+func prepareGraph(_ yaml: String, premade: [Payload] = []) -> (Runtime, Graph, [String: Tally]) {
+  let check = GraphValidator(catalog: HarnessNodes.catalog).validate(text: yaml, file: "bench.yaml")
+  guard check.isValid, let graph = check.graph else {
+    fatalError(
+      "benchmark graph is invalid:\n\(check.diagnostics.sorted.map(\.description).joined(separator: "\n"))")
+  }
+  var tallies: [String: Tally] = [:]
+  for node in graph.nodes where node.type == "count" { tallies[node.name] = Tally() }
+  do {
+    return (
+      try Runtime(graph: graph, factory: HarnessFactory(tallies: tallies, premade: premade)), graph, tallies
+    )
+  } catch {
+    fatalError("cannot run the benchmark graph: \(error)")
+  }
 }
 
 /// CPU time this process used so far, over all its threads (user and system).
@@ -193,13 +200,14 @@ enum BenchOptions {
     }.first ?? (quick ? 1 : normal)
   }
 
-  /// `--only=raw,a,b,rawhash`: measure only these columns of `throughput` (to profile one).
+  /// `--only=raw,a,b,rawhash`: measure only these columns of `throughput` (to profile one);
+  /// `forward` has raw, acked and noack, `store` loop, hidra and default.
   static let only: Set<String> = Set(
     CommandLine.arguments.filter { $0.hasPrefix("--only=") }.flatMap {
       $0.dropFirst("--only=".count).split(separator: ",").map { $0.lowercased() }
     })
 
-  /// Whether the `throughput` column `name` (raw, a, b, rawhash) is measured.
+  /// Whether the column `name` (e.g. raw, a, b, rawhash) is measured.
   static func measures(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
 
   /// `--verbose`: print every measurement, not only the best.

@@ -3,7 +3,8 @@
 // noisy, and absolute times drift 2-4x between runs.
 //
 //   make bench                                # all benchmarks
-//   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory, store, monitor
+//   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory, store,
+//                                             #   forward, directory, monitor
 //   .build/release/hidra-bench --quick        # smaller volumes, one round (or HIDRA_BENCH_QUICK=1)
 //
 // See bench/README.md for what each one measures and how to read it.
@@ -80,8 +81,13 @@ func benchValidate() {
 
 let benchmarks: [(String, () -> Void)] = [
   ("validate", benchValidate), ("throughput", benchThroughput), ("checksum", benchChecksum),
-  ("memory", benchMemory), ("store", benchStore), ("monitor", benchMonitor),
+  ("memory", benchMemory), ("store", benchStore), ("forward", benchForward), ("directory", benchDirectory),
+  ("monitor", benchMonitor),
 ]
+// `consume`: the consumer process the forward and directory benchmarks start (hidden).
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "consume" {
+  exit(consumeCommand(Array(CommandLine.arguments.dropFirst(2))))
+}
 let selected = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 if let unknown = selected.first(where: { name in !benchmarks.contains { $0.0 == name } }) {
   print("hidra-bench: no benchmark '\(unknown)'; choose from \(benchmarks.map(\.0).joined(separator: ", "))")
