@@ -82,8 +82,12 @@ extension ForwardNode {
       endpoint = ZMQEndpoint(node)
       messages = WireMessages(chunkSize: ForwardNode.chunkSize(node))
       // ZeroMQ counts messages, not bytes: keep its queue short and let the edge's
-      // byte-bounded buffer hold the backlog.
-      highWaterMark = Int32(max(4, min(node.inputs.map(\.qos.bufferFrames).min() ?? 64, 1000)))
+      // byte-bounded buffer hold the backlog. A message is at most one chunk, so
+      // the queue holds at most about the edge's bytes too.
+      let frames = node.inputs.map(\.qos.bufferFrames).min() ?? 64
+      let bytes = node.inputs.map(\.qos.bufferBytes).min() ?? (256 << 20)
+      let chunks = Int(bytes / UInt64(max(messages.chunkSize, 1)))
+      highWaterMark = Int32(max(4, min(frames, chunks, 1000)))
     }
 
     mutating func run(_ context: StageContext) throws {
