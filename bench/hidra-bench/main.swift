@@ -12,6 +12,7 @@
 import Foundation
 import HidraGraph
 import HidraNodes
+import HidraRuntime
 import Yams
 
 /// Runs `body` `repetitions` times and returns the fastest wall-clock time in seconds.
@@ -85,6 +86,10 @@ let benchmarks: [(String, () -> Void)] = [
   ("monitor", benchMonitor),
 ]
 // `consume`: the consumer process the forward and directory benchmarks start (hidden).
+// The allocator settings every Runtime uses, from the start, so baselines and
+// Hidra run with the same allocator.
+Runtime.tuneAllocator()
+
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "consume" {
   exit(consumeCommand(Array(CommandLine.arguments.dropFirst(2))))
 }
