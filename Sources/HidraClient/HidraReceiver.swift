@@ -175,9 +175,11 @@ public final class HidraReceiver {
   private func keepAlive() {
     guard pattern != .sub, ContinuousClock.now >= nextKeepAlive else { return }
     nextKeepAlive = .now.advanced(by: .seconds(1))
-    for id in forwards {
-      send(pattern == .pull ? .ready(credit: credit, session: session) : .heartbeat, to: id)
-    }
+    // A request still unanswered is asked again: a forward that restarted
+    // meanwhile has forgotten it (asking twice is harmless).
+    let message: Wire.Control =
+      pattern == .pull ? .ready(credit: credit, session: session) : (asked ? .next : .heartbeat)
+    for id in forwards { send(message, to: id) }
   }
 
   private func send(_ control: Wire.Control, to id: [UInt8]) {

@@ -10,21 +10,18 @@ public final class Output {
   private let counters: NodeCounters?
   /// Nodes fused onto this stage's thread, in order: each frame sent goes
   /// through them before it reaches `edges`.
-  private let fused: [FusedNode]
+  private var fused: [FusedNode] = []
   /// The series start of the open series, if any.
   public private(set) var openSeries: Frame?
 
   public init(edges: [EdgeQueue], counters: NodeCounters? = nil) {
     self.edges = edges
     self.counters = counters
-    self.fused = []
   }
 
-  init(edges: [EdgeQueue], counters: NodeCounters?, fused: [FusedNode]) {
-    self.edges = edges
-    self.counters = counters
-    self.fused = fused
-  }
+  /// Runs `nodes` on this stage's thread, after this stage and before `edges`;
+  /// before the stage sends its first frame.
+  func fuse(_ nodes: [FusedNode]) { fused = nodes }
 
   /// A node running fused after this stage, and the edge it is fused by.
   final class FusedNode {

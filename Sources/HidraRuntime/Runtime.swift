@@ -99,29 +99,19 @@ public final class Runtime: @unchecked Sendable {
       let thread = Thread { [self] in
         // The context (and the bodies made from it) live on this thread only.
         Thread.current.name = Plan.threadName(node.name)
-        do {
-          let fused = try chain.map { next in
-            guard let body = try factory.makeBody(for: next, in: graph) as? any FrameTransform else {
-              throw RuntimeError.unsupportedNodes(["\(next.name): cannot run fused"])
-            }
-            let context = StageContext(
-              fusedNode: next, graph: graph, counters: metrics.node(next.name)!, stopping: stopping)
-            return Output.FusedNode(body: body, context: context, edge: fusedInto[next.name]!)
-          }
-          let context = StageContext(
-            node: node, graph: graph, output: Output(edges: edges, counters: counters, fused: fused),
-            inbox: inbox, counters: counters, stopping: stopping)
-          runStage(context)
-        } catch {
-          state.withLock { failureList.append("\(node.name): \(error)") }
-          Log.error("node '\(node.name)' failed: \(error)")
-          abort()
-          Output(edges: edges).close()
-          inbox?.detachConsumer()
-          state.withLock {
-            running -= 1
-            state.signalReadable()
-          }
+        let output = Output(edges: edges, counters: counters)
+        let context = StageContext(
+          node: node, graph: graph, output: output, inbox: inbox, counters: counters, stopping: stopping)
+        runStage(context) {
+          try output.fuse(
+            chain.map { next in
+              guard let body = try factory.makeBody(for: next, in: graph) as? any FrameTransform else {
+                throw RuntimeError.unsupportedNodes(["\(next.name): cannot run fused"])
+              }
+              let context = StageContext(
+                fusedNode: next, graph: graph, counters: metrics.node(next.name)!, stopping: stopping)
+              return Output.FusedNode(body: body, context: context, edge: fusedInto[next.name]!)
+            })
         }
       }
       thread.stackSize = 1 << 20
@@ -129,9 +119,12 @@ public final class Runtime: @unchecked Sendable {
     }
   }
 
-  private func runStage(_ context: StageContext) {
+  /// Runs a stage's body on this thread (after `prepare`, which makes the nodes
+  /// fused into it), and ends the stage however the body ends.
+  private func runStage(_ context: StageContext, prepare: () throws -> Void) {
     let node = context.node
     do {
+      try prepare()
       var body = try factory.makeBody(for: node, in: graph)
       try body.run(context)
     } catch {

@@ -260,11 +260,13 @@ class Receiver:
         if not self.acknowledging or time.monotonic() < self._next_keepalive:
             return
         self._next_keepalive = time.monotonic() + 1.0
-        message: Dict[str, Any] = (
-            {"type": "ready", "credit": self.credit, "session": self._session}
-            if self.pattern == "pull"
-            else {"type": "heartbeat"}
-        )
+        # A request still unanswered is asked again: a forward that restarted
+        # meanwhile has forgotten it (asking twice is harmless).
+        message: Dict[str, Any]
+        if self.pattern == "pull":
+            message = {"type": "ready", "credit": self.credit, "session": self._session}
+        else:
+            message = {"type": "next" if self._asked else "heartbeat"}
         for forward in list(self._forwards):
             self._send(forward, message)
 
