@@ -32,23 +32,6 @@ func detectorPixels(count: Int, seed: UInt64) -> [UInt8] {
   return pixels.withUnsafeBytes { Array($0) }
 }
 
-/// A free TCP port on 127.0.0.1.
-func freeLocalPort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-  }
-  _ = withUnsafeMutablePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-  }
-  return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// One GET on a new connection (`Connection: close`), read to the end into
 /// `scratch`; returns the status code and the bytes received (head and body).
 func benchGet(port: Int, path: String, scratch: UnsafeMutableRawBufferPointer) -> (Int, Int) {
@@ -139,7 +122,7 @@ func benchMonitor() {
 /// Runs premade -> simplon-monitor, fills its buffer with `requests` images, then
 /// lets `clients` threads take them all with images/next; returns images per second.
 func serveMonitor(payloads: [Payload], side: Int, requests: Int, clients: Int) -> Double {
-  let port = freeLocalPort()
+  let port = freePort()
   let yaml = """
     nodes:
       src: {type: premade, count: \(requests), hold: true}
