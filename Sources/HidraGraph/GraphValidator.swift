@@ -432,6 +432,7 @@ private struct Pass {
         "the output of \(node.type) node '\(node.name)' is not read by any node; its frames go nowhere")
     }
     checkEdgeQoS(graph, byName: byName)
+    checkCleanup(graph)
   }
 
   /// Reports each cycle once, as `a -> b -> c -> a`, at its first node in file order.
@@ -497,6 +498,32 @@ private struct Pass {
             "a guaranteed edge into simplon-monitor forward '\(node.name)' lets a slow monitor client slow down '\(edge.from)'",
             hint: "use 'delivery: latest' for live monitoring")
         }
+      }
+    }
+  }
+
+  /// A source that removes originals once its guaranteed sinks confirmed them
+  /// needs at least one guaranteed path to a sink; otherwise nothing confirms
+  /// and every original goes as soon as it is sent.
+  mutating func checkCleanup(_ graph: Graph) {
+    let outgoing = Dictionary(grouping: graph.edges.filter { $0.qos.delivery == .guaranteed }, by: \.from)
+    let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    for node in graph.nodes {
+      guard let option = catalog[node.type]?.cleansUp?(node) else { continue }
+      var seen: Set<String> = [node.name]
+      var next = [node.name]
+      var reachesSink = false
+      while let name = next.popLast(), !reachesSink {
+        for edge in outgoing[name] ?? [] where seen.insert(edge.to).inserted {
+          if byName[edge.to]?.kind.isSink == true { reachesSink = true }
+          next.append(edge.to)
+        }
+      }
+      if !reachesSink {
+        diagnostics.warning(
+          node.optionLocations[option] ?? node.location,
+          "'\(option)' removes each original of \(node.type) node '\(node.name)' once every guaranteed sink confirmed it, but no guaranteed edge leads to a store or forward, so each would be removed as soon as it is sent",
+          hint: "read it into a store (or forward) over 'delivery: guaranteed' edges")
       }
     }
   }

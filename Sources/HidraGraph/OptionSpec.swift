@@ -168,14 +168,22 @@ public struct NodeTypeSpec: Sendable {
   /// not fused: their passes over the bytes are faster on two cores than one
   /// after the other on one.
   public var touchesPayload: Bool
+  /// For sources: the option that makes this node remove its originals once
+  /// every guaranteed sink confirmed them (directory `on_done`, file writer
+  /// `delete`), if it does so with these options. Validation warns when no
+  /// guaranteed path leads from such a node to a sink: nothing would confirm,
+  /// so each original would go as soon as it is sent.
+  public var cleansUp: (@Sendable (Node) -> String?)?
 
   public init(
     name: String, kind: NodeKind, summary: String, details: String = "", options: [OptionSpec],
     constraints: [OptionConstraint] = [], example: String = "", check: Check? = nil,
-    fusable: (@Sendable (Node) -> Bool)? = nil, touchesPayload: Bool = false
+    fusable: (@Sendable (Node) -> Bool)? = nil, touchesPayload: Bool = false,
+    cleansUp: (@Sendable (Node) -> String?)? = nil
   ) {
     self.fusable = fusable
     self.touchesPayload = touchesPayload
+    self.cleansUp = cleansUp
     self.name = name
     self.kind = kind
     self.summary = summary

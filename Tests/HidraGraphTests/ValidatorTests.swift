@@ -175,3 +175,33 @@ import Testing
     #expect(Rendering.json([]) == "[]")
   }
 }
+
+extension ValidatorTests {
+  /// A source that removes originals once its guaranteed sinks confirmed them is
+  /// warned about when no guaranteed path leads to a sink.
+  @Test func warnsWhenNothingWouldConfirmACleanup() {
+    func warnings(_ nodes: String) -> [String] {
+      validate("graph: t\nnodes:\n" + nodes).diagnostics.sorted.filter { $0.severity == .warning }.map(
+        \.description)
+    }
+    let live =
+      "  live: {type: forward, input: {from: det, delivery: latest}, pattern: pub, listen: tcp://*:5610}\n"
+    let lossy = warnings("  det: {type: directory, path: /ramdisk, on_done: delete}\n" + live)
+    #expect(lossy.count == 1)
+    #expect(
+      lossy.first?.contains("g.yaml:3:51: warning: 'on_done' removes each original") == true, "\(lossy)")
+    let writer = warnings(
+      "  det: {type: eiger-filewriter, url: http://dcu.example, delete: true}\n"
+        + "  pick: {type: filter, input: det, glob: ['*.h5']}\n"
+        + "  disk: {type: store, input: {from: pick, delivery: best-effort}, root: /data}\n")
+    #expect(writer.contains { $0.contains("'delete' removes each original of eiger-filewriter node 'det'") })
+    // A guaranteed path through a filter to a store: nothing to warn about.
+    let stored = warnings(
+      "  det: {type: directory, path: /ramdisk, on_done: 'move:/done'}\n"
+        + "  pick: {type: filter, input: det, glob: ['*.cbf']}\n"
+        + "  disk: {type: store, input: pick, root: /data}\n" + live)
+    #expect(stored.isEmpty, "\(stored)")
+    // Keeping the originals needs no sink.
+    #expect(warnings("  det: {type: directory, path: /ramdisk}\n" + live).isEmpty)
+  }
+}

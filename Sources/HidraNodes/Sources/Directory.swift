@@ -57,7 +57,8 @@ public enum DirectorySource {
         include: ["**/*.cbf"]
         on_done: delete
       """,
-    touchesPayload: true)
+    touchesPayload: true,
+    cleansUp: { node in (node["on_done"]?.string ?? "keep") == "keep" ? nil : "on_done" })
 }
 
 extension DirectorySource {

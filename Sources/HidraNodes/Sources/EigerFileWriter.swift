@@ -50,7 +50,8 @@ public enum EigerFileWriterSource {
         include: ["*_master.h5", "*_data_*.h5"]
         delete: true
       """,
-    touchesPayload: true)
+    touchesPayload: true,
+    cleansUp: { node in node["delete"]?.boolean == true ? "delete" : nil })
 }
 
 extension EigerFileWriterSource {
