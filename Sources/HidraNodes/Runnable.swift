@@ -24,10 +24,6 @@ public struct NodeRuntime: StageFactory {
   public func isFusable(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.fusable?(node) ?? false }
   public func touchesPayload(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.touchesPayload ?? false }
 
-  public func unsupportedReason(for node: Node) -> String? {
-    return runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
-  }
-
   /// Call when the run is over (every stage exited) and before the process exits:
   /// waits until ZeroMQ has sent what forwards handed it (up to their linger).
   public static func finish() { SharedZMQ.flush() }
