@@ -130,14 +130,7 @@ public enum Bitshuffle {
   public static func unshuffle(
     _ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer, count: Int, elementSize: Int
   ) {
-    precondition(count % 8 == 0, "a bitshuffle block has a multiple of 8 elements")
-    switch elementSize {
-    case 1: transposeBlock(input, output, count: count, elementSize: 1, inverse: true)
-    case 2: transposeBlock(input, output, count: count, elementSize: 2, inverse: true)
-    case 4: transposeBlock(input, output, count: count, elementSize: 4, inverse: true)
-    case 8: transposeBlock(input, output, count: count, elementSize: 8, inverse: true)
-    default: transposeBlock(input, output, count: count, elementSize: elementSize, inverse: true)
-    }
+    transpose(input, output, count: count, elementSize: elementSize, inverse: true)
   }
 
   /// The bit transposition of one block of `count` elements (a multiple of 8):
@@ -145,13 +138,22 @@ public enum Bitshuffle {
   public static func shuffle(
     _ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer, count: Int, elementSize: Int
   ) {
+    transpose(input, output, count: count, elementSize: elementSize, inverse: false)
+  }
+
+  /// Both directions, with the common element sizes as constants so each gets
+  /// its own specialised loop (inlined, so `inverse` is a constant there too).
+  @inline(__always)
+  private static func transpose(
+    _ input: UnsafeRawPointer, _ output: UnsafeMutableRawPointer, count: Int, elementSize: Int, inverse: Bool
+  ) {
     precondition(count % 8 == 0, "a bitshuffle block has a multiple of 8 elements")
     switch elementSize {
-    case 1: transposeBlock(input, output, count: count, elementSize: 1, inverse: false)
-    case 2: transposeBlock(input, output, count: count, elementSize: 2, inverse: false)
-    case 4: transposeBlock(input, output, count: count, elementSize: 4, inverse: false)
-    case 8: transposeBlock(input, output, count: count, elementSize: 8, inverse: false)
-    default: transposeBlock(input, output, count: count, elementSize: elementSize, inverse: false)
+    case 1: transposeBlock(input, output, count: count, elementSize: 1, inverse: inverse)
+    case 2: transposeBlock(input, output, count: count, elementSize: 2, inverse: inverse)
+    case 4: transposeBlock(input, output, count: count, elementSize: 4, inverse: inverse)
+    case 8: transposeBlock(input, output, count: count, elementSize: 8, inverse: inverse)
+    default: transposeBlock(input, output, count: count, elementSize: elementSize, inverse: inverse)
     }
   }
 
