@@ -36,13 +36,11 @@ public final class HidraReceiver {
 
   private let socket: Socket
   private let pattern: Pattern
-  private let router: Bool
   private let credit: Int
   private let autoAcknowledge: Bool
   private let session = String(UInt64.random(in: 1...UInt64.max), radix: 36)
-  private var assemblers: [[UInt8]: WireAssembler] = [:]
   private let counts: Counts
-  private var forwards: Set<[UInt8]> = []
+  private var links: ForwardLinks
   /// Delivered data frames not yet acknowledged: forward id and seq.
   private var unacknowledged: [(forward: [UInt8], seq: UInt64)] = []
   /// Frames delivered lately (id and creation time: ids start again when the
@@ -73,7 +71,7 @@ public final class HidraReceiver {
     precondition(
       (1...Wire.Control.maxCredit).contains(credit), "credit must be 1...\(Wire.Control.maxCredit)")
     let context = try context ?? ZMQContext()
-    router = bind && pattern != .sub
+    let router = bind && pattern != .sub
     let socket = try Socket(pattern == .sub ? .sub : (router ? .router : .dealer), context: context)
     try socket.setOption(.linger, 0)
     try socket.setOption(.maxMessageSize, Int64(maxMessage))
@@ -84,12 +82,13 @@ public final class HidraReceiver {
     self.pattern = pattern
     self.credit = credit
     self.autoAcknowledge = autoAcknowledge
-    self.maxMessage = maxMessage
-    counts = Counts()
+    let counts = Counts()
+    self.counts = counts
+    links = ForwardLinks(router: router) {
+      WireAssembler(maxMessage: maxMessage) { kind, _ in counts.byKind[kind, default: 0] += 1 }
+    }
     nextKeepAlive = .now
-    if !router && pattern != .sub { forwards.insert([]) }
   }
-  private let maxMessage: Int
 
   /// The next complete frame, or nil when none arrived within `timeout` (nil
   /// timeout: wait as long as it takes). Acknowledges the frames delivered
@@ -100,8 +99,8 @@ public final class HidraReceiver {
     while true {
       keepAlive()
       if pattern == .request && !asked {
-        for id in forwards { send(.next, to: id) }
-        asked = !forwards.isEmpty
+        links.sendToAll(.next, on: socket)
+        asked = !links.forwards.isEmpty
       }
       if var message = try socket.tryReceiveMultipart() {
         if let frame = accept(&message) { return frame }
@@ -122,12 +121,8 @@ public final class HidraReceiver {
   /// and are not resent).
   public func acknowledge(failed: Bool = false) {
     guard !unacknowledged.isEmpty else { return }
-    var byForward: [[UInt8]: [UInt64]] = [:]
-    for item in unacknowledged { byForward[item.forward, default: []].append(item.seq) }
+    links.acknowledge(unacknowledged.map { ($0.forward, $0.seq, !failed) }, on: socket)
     unacknowledged.removeAll()
-    for (id, seqs) in byForward {
-      send(failed ? .ack(seqs: [], failed: seqs) : .ack(seqs: seqs, failed: []), to: id)
-    }
   }
 
   /// Ends reading: acknowledges (if automatic) and says bye, so a forward
@@ -135,32 +130,18 @@ public final class HidraReceiver {
   /// being reassembled is counted as `incomplete`.
   public func close() {
     if autoAcknowledge { acknowledge() }
-    if pattern != .sub { for id in forwards { send(.bye, to: id) } }
-    for key in Array(assemblers.keys) { assemblers[key]?.finish() }
+    if pattern != .sub { links.sendToAll(.bye, on: socket) }
+    links.finish()
     try? socket.setOption(.linger, 1000)
   }
 
   private func accept(_ message: inout MultipartMessage) -> Frame? {
-    var id: [UInt8] = []
-    if router {
-      guard message.count >= 2 else { return nil }
-      id = message.removeFirst().bytes
-      if forwards.insert(id).inserted, pattern == .pull {
-        send(.ready(credit: credit, session: session), to: id)
-      }
-      if message.count == 1, message.withPart(at: 0, { $0.isEmpty }) { return nil }  // a probe
-    }
-    let counts = self.counts
-    var assembler =
-      assemblers.removeValue(forKey: id)
-      ?? WireAssembler(maxMessage: maxMessage) { kind, _ in counts.byKind[kind, default: 0] += 1 }
-    let frame = assembler.accept(&message)
-    let seq = assembler.lastSeq
-    assemblers[id] = assembler
-    guard let frame else { return nil }
+    let greeting: Wire.Control? = pattern == .pull ? .ready(credit: credit, session: session) : nil
+    guard let arrival = links.accept(&message, greeting: greeting, on: socket) else { return nil }
+    let frame = arrival.frame
     if frame.kind == .data {
       if pattern == .request { asked = false }
-      if let seq, pattern == .pull { unacknowledged.append((id, seq)) }
+      if let seq = arrival.seq, pattern == .pull { unacknowledged.append((arrival.forward, seq)) }
       let key = FrameKey(id: frame.meta.id, created: frame.meta.createdNanos)
       if !recent.insert(key).inserted {
         counts.duplicates += 1
@@ -179,18 +160,7 @@ public final class HidraReceiver {
     // meanwhile has forgotten it (asking twice is harmless).
     let message: Wire.Control =
       pattern == .pull ? .ready(credit: credit, session: session) : (asked ? .next : .heartbeat)
-    for id in forwards { send(message, to: id) }
-  }
-
-  private func send(_ control: Wire.Control, to id: [UInt8]) {
-    var message = MultipartMessage(minimumCapacity: 2)
-    if router { message.append(id) }
-    message.append(control.encoded())
-    do {
-      _ = try socket.trySend(&message)
-    } catch {
-      forwards.remove(id)  // a forward that disconnected
-    }
+    links.sendToAll(message, on: socket)
   }
 
   /// Counts, shared with the assemblers' report closures.

@@ -135,9 +135,6 @@ extension ZMQSource {
     let endpoint: ZMQEndpoint
     let maxMessage: Int
     let session = String(UInt64.random(in: 1...UInt64.max), radix: 36)
-    var assemblers: [[UInt8]: WireAssembler] = [:]
-    /// Forwards heard from (ROUTER), to keep alive; `[]` is the DEALER's one forward.
-    var forwards: Set<[UInt8]> = []
     /// Frames emitted and not yet settled.
     var outstanding = 0
 
@@ -153,40 +150,29 @@ extension ZMQSource {
       try socket.setOption(.maxMessageSize, Int64(clamping: maxMessage))
       if router { try socket.setOption(.routerMandatory, true) }
       try endpoint.attach(socket)
-      if !router { forwards.insert([]) }
+      let maxMessage = self.maxMessage
+      var links = ForwardLinks(router: router) {
+        WireAssembler(maxMessage: maxMessage) { kind, message in context.reportError(kind, message) }
+      }
+      let ready = Wire.Control.ready(credit: ZMQSource.credit, session: session)
       let outcomes = SettledQueue<Acknowledgement>()
       var nextKeepAlive: UInt64 = 0
       while !context.isStopping {
         let now = monotonicNanos()
         if now >= nextKeepAlive {
           nextKeepAlive = now + 1_000_000_000
-          for id in forwards { send(.ready(credit: ZMQSource.credit, session: session), to: id, socket) }
+          links.sendToAll(ready, on: socket)
         }
-        acknowledge(outcomes, socket)
+        acknowledge(outcomes, &links, socket)
         guard var message = try socket.tryReceiveMultipart() else {
           // Frames in flight wait for our acknowledgements: look again soon.
           _ = try socket.poll(.readable, timeout: .milliseconds(outstanding > 0 ? 1 : 100))
           continue
         }
-        var id: [UInt8] = []
-        if router {
-          guard message.count >= 2 else { continue }
-          id = message.removeFirst().bytes
-          if forwards.insert(id).inserted {
-            send(.ready(credit: ZMQSource.credit, session: session), to: id, socket)
-          }
-          // A connection probe: answered by the `ready` above.
-          if message.count == 1, message.withPart(at: 0, { $0.isEmpty }) { continue }
-        }
-        var assembler =
-          assemblers.removeValue(forKey: id)
-          ?? WireAssembler(maxMessage: maxMessage) { kind, message in context.reportError(kind, message) }
-        let frame = assembler.accept(&message)
-        let seq = assembler.lastSeq
-        assemblers[id] = assembler
-        guard var frame else { continue }
-        if let seq, frame.kind == .data {
-          let forward = id
+        guard let arrival = links.accept(&message, greeting: ready, on: socket) else { continue }
+        var frame = arrival.frame
+        if let seq = arrival.seq, frame.kind == .data {
+          let forward = arrival.forward
           frame.track(
             Ledger { confirmed in
               outcomes.add(Acknowledgement(forward: forward, seq: seq), confirmed: confirmed)
@@ -198,46 +184,27 @@ extension ZMQSource {
       // Stop reading; acknowledge what the graph finishes (while it drains), then
       // say bye so each forward resends elsewhere what it had queued for us.
       while outstanding > 0 && !context.isAborted {
-        acknowledge(outcomes, socket)
+        acknowledge(outcomes, &links, socket)
         if outstanding > 0 { usleep(1000) }
       }
-      for id in forwards { send(.bye, to: id, socket) }
-      for (_, var assembler) in assemblers { assembler.finish() }
+      links.sendToAll(.bye, on: socket)
+      links.finish()
       try? socket.setOption(.linger, 1000)
     }
 
-    /// Sends the acknowledgements of settled frames, one message per forward.
     struct Acknowledgement: Sendable {
       var forward: [UInt8]
       var seq: UInt64
     }
 
-    mutating func acknowledge(_ outcomes: SettledQueue<Acknowledgement>, _ socket: borrowing Socket) {
+    /// Sends the acknowledgements of the frames the graph settled.
+    mutating func acknowledge(
+      _ outcomes: SettledQueue<Acknowledgement>, _ links: inout ForwardLinks, _ socket: borrowing Socket
+    ) {
       let settled = outcomes.take()
       guard !settled.isEmpty else { return }
       outstanding -= settled.count
-      var byForward: [[UInt8]: (seqs: [UInt64], failed: [UInt64])] = [:]
-      for (item, confirmed) in settled {
-        if confirmed {
-          byForward[item.forward, default: ([], [])].seqs.append(item.seq)
-        } else {
-          byForward[item.forward, default: ([], [])].failed.append(item.seq)
-        }
-      }
-      for (id, lists) in byForward { send(.ack(seqs: lists.seqs, failed: lists.failed), to: id, socket) }
-    }
-
-    /// Sends a control message; a forward that is gone is forgotten.
-    mutating func send(_ control: Wire.Control, to id: [UInt8], _ socket: borrowing Socket) {
-      var message = MultipartMessage(minimumCapacity: 2)
-      if endpoint.bind { message.append(id) }
-      message.append(control.encoded())
-      do {
-        if try !socket.trySend(&message) { return }  // its queue is full: the next keep-alive
-      } catch {
-        forwards.remove(id)  // EHOSTUNREACH: it disconnected
-        assemblers[id] = nil
-      }
+      links.acknowledge(settled.map { ($0.item.forward, $0.item.seq, $0.confirmed) }, on: socket)
     }
   }
 }
