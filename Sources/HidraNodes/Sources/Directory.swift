@@ -263,9 +263,13 @@ extension DirectorySource {
         case .move(let target):
           let destination = target + "/" + done.path
           let parent = String(destination[..<(destination.lastIndex(of: "/") ?? destination.startIndex)])
-          if let error = Self.makeDirectories(parent) {
+          do {
+            try StoreNode.Body.makeDirectories(parent, mode: 0o755)
+          } catch {
             context.reportError("on-done", "cannot move '\(done.path)': \(error)")
-          } else if rename(full, destination) != 0 {
+            continue
+          }
+          if rename(full, destination) != 0 {
             context.reportError(
               "on-done", "cannot move '\(done.path)' to '\(destination)': \(Inotify.errorText())")
           } else {
@@ -273,16 +277,6 @@ extension DirectorySource {
           }
         }
       }
-    }
-
-    /// Creates `path` and its parents as needed; the error text, or nil.
-    static func makeDirectories(_ path: String) -> String? {
-      var current = path.hasPrefix("/") ? "" : "."
-      for component in path.split(separator: "/") {
-        current += "/" + component
-        if mkdir(current, 0o755) != 0 && errno != EEXIST { return "mkdir \(current): \(Inotify.errorText())" }
-      }
-      return nil
     }
 
     /// `path` made absolute and free of symbolic links where it exists.
