@@ -174,13 +174,19 @@ public struct NodeTypeSpec: Sendable {
   /// guaranteed path leads from such a node to a sink: nothing would confirm,
   /// so each original would go as soon as it is sent.
   public var cleansUp: (@Sendable (Node) -> String?)?
+  /// For sources: whether the node loses nothing by waiting while its output is
+  /// full, because its input waits too (synthetic frames; files on a detector's
+  /// file writer). Edges fed by such sources only keep short queues (see
+  /// `Plan.pacedEdges`).
+  public var canWait: Bool
 
   public init(
     name: String, kind: NodeKind, summary: String, details: String = "", options: [OptionSpec],
     constraints: [OptionConstraint] = [], example: String = "", check: Check? = nil,
     fusable: (@Sendable (Node) -> Bool)? = nil, touchesPayload: Bool = false,
-    cleansUp: (@Sendable (Node) -> String?)? = nil
+    cleansUp: (@Sendable (Node) -> String?)? = nil, canWait: Bool = false
   ) {
+    self.canWait = canWait
     self.fusable = fusable
     self.touchesPayload = touchesPayload
     self.cleansUp = cleansUp

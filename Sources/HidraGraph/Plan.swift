@@ -43,6 +43,9 @@ public struct Plan: Sendable {
     public var bind: String
     /// Where the producer connects.
     public var connect: String
+    /// An in-process queue whose producer waits once `Plan.pacedQueueBytes` are
+    /// queued (see `pacedEdges`).
+    public var paced = false
   }
 
   public var graph: String
@@ -79,6 +82,7 @@ public struct Plan: Sendable {
         name: node.name, type: node.type, kind: node.kind, host: node.host ?? defaultHost,
         fused: chain, thread: Self.threadName(node.name), endpoints: endpoints)
     }
+    let paced = Self.pacedEdges(graph) { node in catalog?[node.type]?.canWait ?? false }
     var nextPort: [String: Int] = [:]
     links = graph.edges.map { edge in
       let producerHost = host(of: edge.from)
@@ -88,7 +92,9 @@ public struct Plan: Sendable {
           edge: edge, transport: .fused, bind: "direct call (fused)", connect: "direct call (fused)")
       }
       if producerHost == consumerHost {
-        return Link(edge: edge, transport: .queue, bind: "in-process queue", connect: "in-process queue")
+        return Link(
+          edge: edge, transport: .queue, bind: "in-process queue", connect: "in-process queue",
+          paced: paced.contains { $0.from == edge.from && $0.to == edge.to })
       }
       let target = graph.hosts.first { $0.name == consumerHost }!
       let port = nextPort[target.name, default: target.basePort]
@@ -132,6 +138,34 @@ public struct Plan: Sendable {
     }
   }
 
+  /// How many payload bytes a paced edge queues before its producer waits.
+  ///
+  /// Producing further ahead of a consumer that is slower gains no throughput;
+  /// it only moves the frames in between out of the CPU's caches, so that both
+  /// sides then work at memory speed instead of cache speed and stay there (see
+  /// bench/README.md, "Paced edges"). 4 MiB keeps two 4 MiB frames in flight per
+  /// edge and 1024 frames of 4 KiB.
+  public static let pacedQueueBytes = 4 << 20
+
+  /// The guaranteed edges whose every upstream source can wait (`canWait`):
+  /// their producer waits once `pacedQueueBytes` are queued, not only when the
+  /// edge's buffer is full. The buffer of an edge fed by a detector stream or
+  /// any other source that cannot wait is used in full, as configured: it is
+  /// what absorbs a consumer's stall there.
+  public static func pacedEdges(_ graph: Graph, canWait: (Node) -> Bool) -> [Edge] {
+    let byName = Dictionary(graph.nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    // Whether everything that feeds `name` can wait. The graph has no cycles.
+    var known: [String: Bool] = [:]
+    func waits(_ name: String) -> Bool {
+      if let result = known[name] { return result }
+      guard let node = byName[name] else { return false }
+      let result = node.inputs.isEmpty ? canWait(node) : node.inputs.allSatisfy { waits($0.from) }
+      known[name] = result
+      return result
+    }
+    return graph.edges.filter { $0.qos.delivery == .guaranteed && waits($0.from) }
+  }
+
   /// Linux limits thread names to 15 bytes.
   public static func threadName(_ node: String) -> String {
     String(("h:" + node).utf8.prefix(15)) ?? "h:stage"
@@ -154,7 +188,10 @@ public struct Plan: Sendable {
     for link in links {
       out +=
         "  \(link.edge.from) -> \(link.edge.to): \(Rendering.edgeLabel(link.edge.qos).replacing("\n", with: ", "))\n"
-      if link.bind == link.connect {
+      if link.paced {
+        out +=
+          "      \(link.bind), paced: its sources can wait, so it waits beyond \(Self.pacedQueueBytes >> 20) MiB queued\n"
+      } else if link.bind == link.connect {
         out += "      \(link.bind)\n"
       } else {
         out +=

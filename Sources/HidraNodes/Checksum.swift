@@ -105,7 +105,7 @@ extension ChecksumNode {
       dropMismatches = node["on_mismatch"]?.string != "pass"
     }
 
-    mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame? {
+    mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
       var frame = frame
       if frame.kind == .data {
         var bad: [String] = []

@@ -109,7 +109,7 @@ extension FilterNode {
       return true
     }
 
-    mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame? {
+    mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
       guard frame.kind == .data else { return frame }
       var pass = matches(frame) != invert
       if pass, every > 1 {

@@ -48,6 +48,11 @@ final class ConditionLock: @unchecked Sendable {
     mutex.deallocate()
   }
 
+  /// Takes the lock; pair with `unlock()`. For code that moves a value in
+  /// under the lock, which a closure passed to `withLock` could only copy.
+  @inline(__always) func lock() { pthread_mutex_lock(mutex) }
+  @inline(__always) func unlock() { pthread_mutex_unlock(mutex) }
+
   @inline(__always) func withLock<T>(_ body: () throws -> T) rethrows -> T {
     pthread_mutex_lock(mutex)
     defer { pthread_mutex_unlock(mutex) }

@@ -44,27 +44,56 @@ public enum DropReason: String, Sendable, CaseIterable {
 }
 
 /// Counters of one edge: what was offered, delivered, dropped and queued.
+///
+/// The producer and the consumer of an edge run on different cores and count
+/// every frame, so the counters each one writes sit on cache lines of their own
+/// (a counter written from both sides moves its line between the cores on every
+/// frame), and the queue's fill level is not stored per frame but worked out
+/// from both sides' totals when read.
 public final class EdgeCounters: Sendable {
   public let from: String
   public let to: String
+
+  // Written by the producer (with the edge's lock held, or on the producer's
+  // thread for a fused edge).
   /// Data frames offered to the edge by its producer.
   public let offered = Atomic<Int>(0)
-  /// Frames (data and control) handed to the consumer, and their bytes.
-  public let delivered = Atomic<Int>(0)
-  public let deliveredBytes = Atomic<Int>(0)
-  /// Data frames handed to the consumer: offered = deliveredData + dropped + queued.
-  public let deliveredData = Atomic<Int>(0)
+  /// Frames (data and control) put into the queue, and their bytes.
+  let enqueued = Atomic<Int>(0)
+  let enqueuedBytes = Atomic<Int>(0)
+  /// Queued frames dropped to make room (`latest`), and their bytes.
+  let evicted = Atomic<Int>(0)
+  let evictedBytes = Atomic<Int>(0)
+  /// Time the producer spent waiting for room (back-pressure), in nanoseconds.
+  public let blockedNanos = Atomic<Int>(0)
   private let droppedFull = Atomic<Int>(0)
   private let droppedOldest = Atomic<Int>(0)
   private let droppedSample = Atomic<Int>(0)
   private let droppedRate = Atomic<Int>(0)
   private let droppedAborted = Atomic<Int>(0)
   private let droppedClosed = Atomic<Int>(0)
-  /// Frames and payload bytes in the queue now.
-  public let queuedFrames = Atomic<Int>(0)
-  public let queuedBytes = Atomic<Int>(0)
-  /// Time the producer spent waiting for room (back-pressure), in nanoseconds.
-  public let blockedNanos = Atomic<Int>(0)
+  private let producerSide = CacheLinePadding()
+
+  // Written by the consumer, with the edge's lock held.
+  /// Frames (data and control) handed to the consumer, and their bytes.
+  public let delivered = Atomic<Int>(0)
+  public let deliveredBytes = Atomic<Int>(0)
+  /// Data frames handed to the consumer: offered = deliveredData + dropped + queued.
+  public let deliveredData = Atomic<Int>(0)
+  private let consumerSide = CacheLinePadding()
+
+  /// Frames in the queue now (data and control).
+  public var queuedFrames: Int {
+    // The consumer's total first: it can only fall behind the producer's.
+    let out = delivered.load(ordering: .relaxed)
+    return max(0, enqueued.load(ordering: .relaxed) - evicted.load(ordering: .relaxed) - out)
+  }
+
+  /// Payload bytes in the queue now.
+  public var queuedBytes: Int {
+    let out = deliveredBytes.load(ordering: .relaxed)
+    return max(0, enqueuedBytes.load(ordering: .relaxed) - evictedBytes.load(ordering: .relaxed) - out)
+  }
 
   public init(from: String, to: String) {
     self.from = from
@@ -97,8 +126,23 @@ public final class EdgeCounters: Sendable {
       deliveredBytes: deliveredBytes.load(ordering: .relaxed),
       deliveredData: deliveredData.load(ordering: .relaxed),
       dropped: Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0, dropped($0)) }),
-      queuedFrames: queuedFrames.load(ordering: .relaxed), queuedBytes: queuedBytes.load(ordering: .relaxed),
+      queuedFrames: queuedFrames, queuedBytes: queuedBytes,
       blockedNanos: blockedNanos.load(ordering: .relaxed))
+  }
+}
+
+/// 64 bytes that keep the fields before and after them on different cache lines.
+struct CacheLinePadding: Sendable {
+  private let words: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+extension Atomic where Value == Int {
+  /// Adds to a counter that only one thread at a time writes (its readers may see
+  /// a slightly old value): a plain load and store, without the locked
+  /// read-modify-write of `add`.
+  @inline(__always)
+  func bump(_ amount: Int = 1) {
+    store(load(ordering: .relaxed) &+ amount, ordering: .relaxed)
   }
 }
 

@@ -1,4 +1,3 @@
-import DequeModule
 import HidraGraph
 
 /// The inputs of one consuming stage: one queue per edge, behind one lock.
@@ -8,17 +7,28 @@ import HidraGraph
 /// consumer sleep on a single condition however many inputs it has.
 public final class Inbox: @unchecked Sendable {
   // @unchecked Sendable: every mutable field is guarded by `lock`.
-  let lock = ConditionLock()
+  private let shared = Shared()
+  var lock: ConditionLock { shared.lock }
   private(set) var queues: [EdgeQueue] = []
   private var nextQueue = 0
-  private var aborted = false
-  private var consumerGone = false
+
+  /// The lock and the state the edges need too. The edges hold it strongly
+  /// rather than the inbox (which holds them): no cycle, and no unowned
+  /// reference checked on every frame.
+  final class Shared: @unchecked Sendable {
+    // @unchecked Sendable: the flags are guarded by `lock`.
+    let lock = ConditionLock()
+    var aborted = false
+    var consumerGone = false
+  }
 
   public init() {}
 
-  /// Adds an input edge. Call before the stages start.
-  public func addEdge(qos: EdgeQoS, counters: EdgeCounters) -> EdgeQueue {
-    let queue = EdgeQueue(inbox: self, qos: qos, counters: counters)
+  /// Adds an input edge. Call before the stages start. With `paceBytes`, a
+  /// guaranteed edge's producer also waits while that many payload bytes are
+  /// queued (see `Plan.pacedEdges`).
+  public func addEdge(qos: EdgeQoS, counters: EdgeCounters, paceBytes: Int? = nil) -> EdgeQueue {
+    let queue = EdgeQueue(inbox: shared, qos: qos, counters: counters, paceBytes: paceBytes)
     lock.withLock { queues.append(queue) }
     return queue
   }
@@ -30,67 +40,81 @@ public final class Inbox: @unchecked Sendable {
   /// A batch also stops at `maxBytes` of payload (after at least one frame), so a
   /// consumer never holds much beyond its edges' byte bounds: small frames move
   /// in batches, large ones one at a time.
-  public func receive(into frames: inout [Frame], max: Int = 64, maxBytes: Int = 1 << 20) -> Bool {
-    lock.withLock {
-      while true {
-        if aborted { return false }
-        let (took, open) = takeLocked(into: &frames, max: max, maxBytes: maxBytes)
-        if took { return true }
-        if !open { return false }
-        lock.waitReadable()
-      }
-    }
+  public func receive(
+    into frames: inout some RangeReplaceableCollection<Frame>, max: Int = 64, maxBytes: Int = 1 << 20
+  ) -> Bool {
+    receive(until: nil, max: max, maxBytes: maxBytes) { frames.append($0) } ?? false
   }
 
   /// Like `receive(into:max:maxBytes:)` but returns after `timeoutNanos` without a
   /// frame; `nil` means the input is over, an empty array means nothing arrived.
   public func receive(timeoutNanos: UInt64, max: Int = 64, maxBytes: Int = 1 << 20) -> [Frame]? {
-    let deadline = monotonicNanos() + timeoutNanos
     var frames: [Frame] = []
-    return lock.withLock {
-      while true {
-        if aborted { return nil }
-        let (took, open) = takeLocked(into: &frames, max: max, maxBytes: maxBytes)
-        if took { return frames }
-        if !open { return nil }
-        if monotonicNanos() >= deadline { return [] }
-        lock.waitReadable(until: deadline)
-      }
+    let deadline = monotonicNanos() + timeoutNanos
+    guard receive(until: deadline, max: max, maxBytes: maxBytes, { frames.append($0) }) != nil else {
+      return nil
+    }
+    return frames
+  }
+
+  /// The stages' own way in: frames are moved into `ring`, never copied. With a
+  /// deadline (CLOCK_MONOTONIC nanoseconds), gives up then: true when frames were
+  /// taken, false when none arrived in time, nil when the input is over.
+  func receive(into ring: inout FrameRing, until deadline: UInt64?, max: Int = 64, maxBytes: Int = 1 << 20)
+    -> Bool?
+  {
+    receive(until: deadline, max: max, maxBytes: maxBytes) { ring.append($0) }
+  }
+
+  private func receive(
+    until deadline: UInt64?, max: Int, maxBytes: Int, _ append: (consuming Frame) -> Void
+  ) -> Bool? {
+    lock.lock()
+    defer { lock.unlock() }
+    while true {
+      if shared.aborted { return nil }
+      let (took, open) = takeLocked(max: max, maxBytes: maxBytes, append)
+      if took { return true }
+      if !open { return nil }
+      if let deadline, monotonicNanos() >= deadline { return false }
+      lock.waitReadable(until: deadline)
     }
   }
 
-  /// Moves queued frames into `frames`, starting with a different edge each time
-  /// so a busy edge cannot starve the others. Returns whether any frame was taken
-  /// and whether any edge is still open or non-empty.
-  private func takeLocked(into frames: inout [Frame], max: Int, maxBytes: Int) -> (took: Bool, open: Bool) {
-    var took = false
+  /// Moves up to `max` queued frames to `append`, starting with a different edge
+  /// each time so a busy edge cannot starve the others. Returns whether any frame
+  /// was taken and whether any edge is still open or non-empty.
+  private func takeLocked(max: Int, maxBytes: Int, _ append: (consuming Frame) -> Void) -> (
+    took: Bool, open: Bool
+  ) {
+    var taken = 0
     var open = false
     var bytes = 0
     for step in 0..<queues.count {
       let queue = queues[(nextQueue + step) % queues.count]
-      while frames.count < max, bytes < maxBytes, let frame = queue.popLocked() {
+      while taken < max, bytes < maxBytes, let frame = queue.popLocked() {
         bytes += frame.byteCount
-        frames.append(frame)
-        took = true
+        append(frame)
+        taken += 1
       }
       if !queue.closed || !queue.isEmpty { open = true }
-      if frames.count >= max || bytes >= maxBytes {
+      if taken >= max || bytes >= maxBytes {
         open = true
         break
       }
     }
     if !queues.isEmpty { nextQueue = (nextQueue + 1) % queues.count }
-    if took { lock.signalWritable() }
-    return (took, open)
+    if taken > 0 { lock.signalWritable() }
+    return (taken > 0, open)
   }
 
   /// The consumer will not read any more (it finished or failed): producers'
   /// sends stop waiting and report failure.
   public func detachConsumer() {
     lock.withLock {
-      guard !consumerGone else { return }
-      consumerGone = true
-      if !aborted {
+      guard !shared.consumerGone else { return }
+      shared.consumerGone = true
+      if !shared.aborted {
         for queue in queues { queue.countLeftLocked(as: .closed) }
       }
       lock.signalWritable()
@@ -101,16 +125,14 @@ public final class Inbox: @unchecked Sendable {
   /// queued is counted as dropped (`aborted`) and left.
   public func abort() {
     lock.withLock {
-      guard !aborted else { return }
-      aborted = true
+      guard !shared.aborted else { return }
+      shared.aborted = true
       for queue in queues { queue.abortLocked() }
       lock.signalReadable()
       lock.signalWritable()
     }
   }
 
-  var isAbortedLocked: Bool { aborted }
-  var isConsumerGoneLocked: Bool { consumerGone }
 }
 
 /// The result of offering a frame to an edge.
@@ -140,21 +162,27 @@ public enum SendResult: Sendable, Equatable {
 ///   and do not count against the bounds.
 public final class EdgeQueue: @unchecked Sendable {
   // @unchecked Sendable: every mutable field is guarded by `inbox.lock`.
-  unowned let inbox: Inbox
+  let inbox: Inbox.Shared
   public let qos: EdgeQoS
   public let counters: EdgeCounters
-  private var queue = Deque<Frame>()
+  private var queue = FrameRing()
   private var dataFrames = 0
   private var bytes = 0
   private(set) var closed = false
   private var sampleCount = 0
   private var nextAllowedNanos: UInt64 = 0
   private let rateInterval: UInt64?
+  /// The bytes queued beyond which the producer waits although the buffer has
+  /// room, on a paced guaranteed edge; otherwise the buffer's own bound.
+  private let waitBytes: UInt64
 
-  init(inbox: Inbox, qos: EdgeQoS, counters: EdgeCounters) {
+  init(inbox: Inbox.Shared, qos: EdgeQoS, counters: EdgeCounters, paceBytes: Int? = nil) {
     self.inbox = inbox
     self.qos = qos
     self.counters = counters
+    self.waitBytes =
+      qos.delivery == .guaranteed
+      ? min(qos.bufferBytes, paceBytes.map { UInt64($0) } ?? .max) : qos.bufferBytes
     // At most one frame a year keeps the arithmetic far from overflowing.
     self.rateInterval = qos.maxRate.map { UInt64(min(1e9 / $0, 3.2e16)) }
   }
@@ -165,66 +193,77 @@ public final class EdgeQueue: @unchecked Sendable {
   var isGuaranteed: Bool { qos.delivery == .guaranteed }
 
   /// Offers a frame. For a guaranteed edge this waits while the queue is full.
+  ///
+  /// The frame is moved into the queue, not copied: a caller passing its last
+  /// use of a frame hands over the references it holds.
   @discardableResult
-  public func send(_ frame: Frame) -> SendResult {
+  public func send(_ frame: consuming Frame) -> SendResult {
     let size = frame.byteCount
-    let lock = inbox.lock
-    return lock.withLock {
-      if inbox.isAbortedLocked || inbox.isConsumerGoneLocked { return .closed }
-      guard frame.kind == .data else {
-        appendLocked(frame, size: size)
-        return .queued
+    let isData = frame.kind == .data
+    let inbox = self.inbox
+    inbox.lock.lock()
+    defer { inbox.lock.unlock() }
+    if inbox.aborted || inbox.consumerGone { return .closed }
+    let result = isData ? admitLocked(size: size) : .queued
+    switch result {
+    case .queued, .queuedDroppingOldest: appendLocked(frame, size: size, isData: isData)
+    case .dropped, .closed: break
+    }
+    return result
+  }
+
+  /// Applies the edge's thinning and delivery mode to a data frame of `size`
+  /// bytes about to be queued (waiting for room on a guaranteed edge, evicting on
+  /// a latest one): whether and how it may be queued.
+  private func admitLocked(size: Int) -> SendResult {
+    counters.offered.bump()
+    if qos.sampleEvery > 1 {
+      defer { sampleCount += 1 }
+      if sampleCount % qos.sampleEvery != 0 {
+        counters.countDrop(.sample)
+        return .dropped(.sample)
       }
-      counters.offered.add(1, ordering: .relaxed)
-      if qos.sampleEvery > 1 {
-        defer { sampleCount += 1 }
-        if sampleCount % qos.sampleEvery != 0 {
-          counters.countDrop(.sample)
-          return .dropped(.sample)
+    }
+    if let interval = rateInterval {
+      let now = monotonicNanos()
+      if now < nextAllowedNanos {
+        counters.countDrop(.rate)
+        return .dropped(.rate)
+      }
+      // Keep the average rate through jitter, but after an idle gap start afresh
+      // rather than letting a burst through.
+      let base = now - nextAllowedNanos > interval ? now : nextAllowedNanos
+      nextAllowedNanos = base + interval
+    }
+    switch qos.delivery {
+    case .guaranteed:
+      guard isFullLocked(adding: size, bytesBound: waitBytes) else { return .queued }
+      let start = monotonicNanos()
+      defer { counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed) }
+      while isFullLocked(adding: size, bytesBound: waitBytes) {
+        if inbox.aborted || inbox.consumerGone {
+          // Offered but never queued: say where it went.
+          counters.countDrop(inbox.aborted ? .aborted : .closed)
+          return .closed
         }
+        inbox.lock.waitWritable()
       }
-      if let interval = rateInterval {
-        let now = monotonicNanos()
-        if now < nextAllowedNanos {
-          counters.countDrop(.rate)
-          return .dropped(.rate)
-        }
-        // Keep the average rate through jitter, but after an idle gap start afresh
-        // rather than letting a burst through.
-        let base = now - nextAllowedNanos > interval ? now : nextAllowedNanos
-        nextAllowedNanos = base + interval
-      }
+      return .queued
+    case .bestEffort:
+      guard isFullLocked(adding: size) else { return .queued }
+      counters.countDrop(.full)
+      return .dropped(.full)
+    case .latest:
       var result = SendResult.queued
-      switch qos.delivery {
-      case .guaranteed:
-        if isFullLocked(adding: size) {
-          let start = monotonicNanos()
-          while isFullLocked(adding: size) {
-            if inbox.isAbortedLocked || inbox.isConsumerGoneLocked {
-              // Offered but never queued: say where it went.
-              counters.countDrop(inbox.isAbortedLocked ? .aborted : .closed)
-              counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed)
-              return .closed
-            }
-            lock.waitWritable()
-          }
-          counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed)
-        }
-      case .bestEffort:
-        if isFullLocked(adding: size) {
-          counters.countDrop(.full)
-          return .dropped(.full)
-        }
-      case .latest:
-        while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.kind == .data }) {
-          let evicted = queue.remove(at: index)
-          dataFrames -= 1
-          bytes -= evicted.byteCount
-          counters.countDrop(.oldest)
-          result = .queuedDroppingOldest
-        }
+      while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.kind == .data }) {
+        let evicted = queue.remove(at: index)
+        dataFrames -= 1
+        bytes -= evicted.byteCount
+        counters.evicted.bump()
+        counters.evictedBytes.bump(evicted.byteCount)
+        counters.countDrop(.oldest)
+        result = .queuedDroppingOldest
       }
-      appendLocked(frame, size: size)
       return result
     }
   }
@@ -237,19 +276,19 @@ public final class EdgeQueue: @unchecked Sendable {
     }
   }
 
-  private func isFullLocked(adding size: Int) -> Bool {
+  private func isFullLocked(adding size: Int, bytesBound: UInt64? = nil) -> Bool {
     guard dataFrames > 0 else { return false }
-    return dataFrames >= qos.bufferFrames || UInt64(bytes + size) > qos.bufferBytes
+    return dataFrames >= qos.bufferFrames || UInt64(bytes + size) > bytesBound ?? qos.bufferBytes
   }
 
-  private func appendLocked(_ frame: Frame, size: Int) {
+  private func appendLocked(_ frame: consuming Frame, size: Int, isData: Bool) {
     queue.append(frame)
-    if frame.kind == .data {
+    if isData {
       dataFrames += 1
       bytes += size
     }
-    counters.queuedFrames.store(queue.count, ordering: .relaxed)
-    counters.queuedBytes.store(bytes, ordering: .relaxed)
+    counters.enqueued.bump()
+    counters.enqueuedBytes.bump(size)
     inbox.lock.signalReadable()
   }
 
@@ -259,12 +298,10 @@ public final class EdgeQueue: @unchecked Sendable {
     if frame.kind == .data {
       dataFrames -= 1
       bytes -= size
-      counters.deliveredData.add(1, ordering: .relaxed)
+      counters.deliveredData.bump()
     }
-    counters.queuedFrames.store(queue.count, ordering: .relaxed)
-    counters.queuedBytes.store(bytes, ordering: .relaxed)
-    counters.delivered.add(1, ordering: .relaxed)
-    counters.deliveredBytes.add(size, ordering: .relaxed)
+    counters.delivered.bump()
+    counters.deliveredBytes.bump(size)
     return frame
   }
 

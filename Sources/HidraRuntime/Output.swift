@@ -36,12 +36,17 @@ public final class Output {
     }
 
     /// Passes one frame through the node, counting it on the edge and the node.
-    func apply(_ frame: Frame) -> Frame? {
+    func apply(_ frame: consuming Frame) -> Frame? {
       let size = frame.byteCount
-      edge.offered.add(1, ordering: .relaxed)
-      edge.delivered.add(1, ordering: .relaxed)
-      edge.deliveredBytes.add(size, ordering: .relaxed)
-      if frame.kind == .data { edge.deliveredData.add(1, ordering: .relaxed) }
+      // All on this thread: the queue in between is only counted, never filled.
+      if frame.kind == .data {
+        edge.offered.bump()
+        edge.deliveredData.bump()
+      }
+      edge.enqueued.bump()
+      edge.enqueuedBytes.bump(size)
+      edge.delivered.bump()
+      edge.deliveredBytes.bump(size)
       let counters = context.counters
       counters.framesIn.add(1, ordering: .relaxed)
       counters.bytesIn.add(size, ordering: .relaxed)
@@ -57,8 +62,11 @@ public final class Output {
 
   /// Sends to every edge. Returns false when some edge is closed for good (the
   /// run was aborted or its consumer failed).
+  ///
+  /// The frame is moved on, not copied, where it can be: to the last edge, and
+  /// through fused nodes.
   @discardableResult
-  public func send(_ frame: Frame) -> Bool {
+  public func send(_ frame: consuming Frame) -> Bool {
     var frame = frame
     if !fused.isEmpty {
       count(frame)
@@ -72,7 +80,9 @@ public final class Output {
     }
     var ok = true
     if frame.receipt == nil {
-      for edge in edges where edge.send(frame) == .closed { ok = false }
+      guard let last = edges.last else { return true }
+      for edge in edges.dropLast() where edge.send(frame) == .closed { ok = false }
+      if last.send(frame) == .closed { ok = false }
     } else {
       for edge in edges where edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) == .closed {
         ok = false

@@ -51,6 +51,7 @@ public final class Runtime: @unchecked Sendable {
     var fusedAfter: [String: String] = [:]
     let fused = Plan.fusedEdges(
       graph, isFusable: { factory.isFusable($0) }, touchesPayload: { factory.touchesPayload($0) })
+    let paced = Plan.pacedEdges(graph) { factory.canWait($0) }
     for node in graph.nodes {
       nodeCounters.append(NodeCounters(node: node.name, type: node.type))
       guard !node.inputs.isEmpty else { continue }
@@ -65,7 +66,9 @@ public final class Runtime: @unchecked Sendable {
       for edge in node.inputs {
         let counters = EdgeCounters(from: edge.from, to: edge.to)
         edgeCounters.append(counters)
-        outgoing[edge.from, default: []].append(inbox.addEdge(qos: edge.qos, counters: counters))
+        let pace = paced.contains { $0.from == edge.from && $0.to == edge.to } ? Plan.pacedQueueBytes : nil
+        outgoing[edge.from, default: []].append(
+          inbox.addEdge(qos: edge.qos, counters: counters, paceBytes: pace))
       }
       inboxes[node.name] = inbox
     }

@@ -19,7 +19,7 @@ public protocol StageBody {
 public protocol FrameTransform: StageBody {
   /// Handles one frame: the frame to pass on (possibly changed), or nil when the
   /// node drops it (confirming it first if it was dropped on purpose, see `Ledger`).
-  mutating func transform(_ frame: Frame, _ context: StageContext) -> Frame?
+  mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame?
 }
 
 extension FrameTransform {
@@ -44,11 +44,14 @@ public protocol StageFactory: Sendable {
   func isFusable(_ node: Node) -> Bool
   /// Whether `node` passes over every payload byte itself (see `NodeTypeSpec.touchesPayload`).
   func touchesPayload(_ node: Node) -> Bool
+  /// Whether the source `node` loses nothing by waiting (see `NodeTypeSpec.canWait`).
+  func canWait(_ node: Node) -> Bool
 }
 
 extension StageFactory {
   public func isFusable(_ node: Node) -> Bool { false }
   public func touchesPayload(_ node: Node) -> Bool { false }
+  public func canWait(_ node: Node) -> Bool { false }
 
   public func unsupportedReason(for node: Node) -> String? {
     runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"
@@ -64,8 +67,9 @@ public final class StageContext {
   public let counters: NodeCounters
   let inbox: Inbox?
   private let stopping: Stopping
-  private var pending: [Frame] = []
-  private var pendingIndex = 0
+  /// Frames taken from the inbox in one batch, handed out one by one (moved out,
+  /// not copied).
+  private var pending = FrameRing(capacity: 64)
 
   /// The context of a node fused into another stage: no input, no output of its own.
   convenience init(fusedNode node: Node, graph: Graph, counters: NodeCounters, stopping: Stopping) {
@@ -93,16 +97,11 @@ public final class StageContext {
   /// ended (or the run was aborted). Frames are taken in batches under one lock.
   public func receive() -> Frame? {
     if stopping.aborted {
-      // Frames taken from the edges but not handed out are abandoned: count them.
-      countAbandoned(pending.count - pendingIndex)
-      pending.removeAll()
-      pendingIndex = 0
+      abandonPending()
       return nil
     }
-    if pendingIndex == pending.count {
-      pending.removeAll(keepingCapacity: true)
-      pendingIndex = 0
-      guard let inbox, inbox.receive(into: &pending) else { return nil }
+    if pending.isEmpty {
+      guard let inbox, inbox.receive(into: &pending, until: nil) != nil else { return nil }
     }
     return takePending()
   }
@@ -125,23 +124,19 @@ public final class StageContext {
       abandonPending()
       return .ended
     }
-    if pendingIndex == pending.count {
-      pending.removeAll(keepingCapacity: true)
-      pendingIndex = 0
+    if pending.isEmpty {
       guard let inbox else { return .ended }
       let (seconds, attoseconds) = max(timeout, .zero).components
       let nanos =
         seconds >= 1 << 30 ? 1 << 62 : UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
-      guard let batch = inbox.receive(timeoutNanos: nanos) else { return .ended }
-      guard !batch.isEmpty else { return .nothingYet }
-      pending = batch
+      guard let took = inbox.receive(into: &pending, until: monotonicNanos() &+ nanos) else { return .ended }
+      guard took else { return .nothingYet }
     }
     return .frame(takePending())
   }
 
   private func takePending() -> Frame {
-    let frame = pending[pendingIndex]
-    pendingIndex += 1
+    let frame = pending.popFirst()!
     counters.framesIn.add(1, ordering: .relaxed)
     counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
     return frame
@@ -150,14 +145,13 @@ public final class StageContext {
   /// Sends a frame to every consumer. Returns false when the run is over for
   /// this stage's consumers (aborted, or a consumer failed).
   @discardableResult
-  public func emit(_ frame: Frame) -> Bool { output.send(frame) }
+  public func emit(_ frame: consuming Frame) -> Bool { output.send(frame) }
 
   /// Counts the frames taken from the inputs but not yet handed out (after the
   /// stage failed), and forgets them.
   func abandonPending() {
-    countAbandoned(pending.count - pendingIndex)
+    countAbandoned(pending.count)
     pending.removeAll()
-    pendingIndex = 0
   }
 
   /// Counts frames the node had taken but could not finish because the run was

@@ -232,6 +232,27 @@ import Testing
     #expect(plan.stages.count == 7)
   }
 
+  @Test func pacesEdgesWhoseSourcesCanWait() throws {
+    let plan = try Self.plan(
+      """
+      nodes:
+        det: {type: generate, size: 100, count: 1}
+        sum: {type: checksum, input: det, algorithms: [sha256]}
+        disk: {type: store, input: sum, root: /tmp/hidra-pace-plan}
+        view: {type: record, input: {from: sum, delivery: latest}}
+        net: {type: zmq, listen: "tcp://127.0.0.1:5998"}
+        both: {type: record, inputs: [det, net]}
+        files: {type: eiger-filewriter, url: "http://127.0.0.1:5997"}
+        disk2: {type: store, input: files, root: /tmp/hidra-pace-plan-2}
+      """)
+    // generate and the file writer can wait, a network source cannot; a latest
+    // edge never waits. An edge is paced when every source upstream of its
+    // producer can wait (det -> both is, though both also reads from the network).
+    let paced = plan.links.filter(\.paced).map { "\($0.edge.from)->\($0.edge.to)" }
+    #expect(paced == ["det->sum", "sum->disk", "det->both", "files->disk2"])
+    #expect(plan.text.contains("paced: its sources can wait, so it waits beyond 4 MiB queued"))
+  }
+
   /// A fused chain does what the same nodes do on their own threads, and the
   /// counters still show every node and edge.
   @Test func aFusedChainBehavesAndCountsLikeStages() throws {
@@ -261,6 +282,7 @@ import Testing
     let sum = try #require(metrics.node("sum")).snapshot()
     #expect(sum.framesIn == 28 && sum.framesOut == 28)
     let edge = try #require(metrics.edges.first { $0.from == "det" && $0.to == "pick" }).snapshot()
-    #expect(edge.offered == 48 && edge.delivered == 48 && edge.deliveredData == 40)
+    // As on a queue: offered counts data frames, delivered every frame.
+    #expect(edge.offered == 40 && edge.delivered == 48 && edge.deliveredData == 40 && edge.queuedFrames == 0)
   }
 }

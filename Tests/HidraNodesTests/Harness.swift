@@ -20,6 +20,7 @@ struct RecordingFactory: StageFactory {
 
   func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
   func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
+  func canWait(_ node: Node) -> Bool { real.canWait(node) }
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 

@@ -37,8 +37,8 @@ struct EdgeQueueTests {
     #expect(results.last == .queued, "the series end")
     #expect(results.dropFirst().prefix(4).allSatisfy { $0 == .queued })
     #expect(results.dropFirst(5).dropLast().allSatisfy { $0 == .queuedDroppingOldest })
-    #expect(counters.queuedFrames.load(ordering: .relaxed) == 6)
-    #expect(counters.queuedBytes.load(ordering: .relaxed) == 4 * 16)
+    #expect(counters.queuedFrames == 6)
+    #expect(counters.queuedBytes == 4 * 16)
 
     let frames = drain(inbox)
     #expect(describe(frames) == ["start1", "9996", "9997", "9998", "9999", "end1"])
@@ -48,8 +48,8 @@ struct EdgeQueueTests {
     #expect(counters.delivered.load(ordering: .relaxed) == 6)
     #expect(counters.deliveredBytes.load(ordering: .relaxed) == 4 * 16)
     #expect(counters.snapshot().totalDropped == 9996)
-    #expect(counters.queuedFrames.load(ordering: .relaxed) == 0)
-    #expect(counters.queuedBytes.load(ordering: .relaxed) == 0)
+    #expect(counters.queuedFrames == 0)
+    #expect(counters.queuedBytes == 0)
   }
 
   @Test("best-effort keeps the first frames of a burst with no reader")
@@ -91,7 +91,7 @@ struct EdgeQueueTests {
     // Nobody reads: the 5th send must still be waiting.
     Thread.sleep(forTimeInterval: 0.1)
     #expect(returned.value == 0, "a send on a full guaranteed edge returned without a reader")
-    #expect(counters.queuedFrames.load(ordering: .relaxed) == 5)
+    #expect(counters.queuedFrames == 5)
 
     let frames = drain(inbox, seconds: 10)
     let joined = producer.join(seconds: 5)
@@ -117,8 +117,8 @@ struct EdgeQueueTests {
       EdgeQoS(delivery: .bestEffort, bufferFrames: 1000, bufferBytes: 1000))
     let results = sendAll(edge, (0..<4).map { dataFrame($0, bytes: 300) }, inbox: inbox)
     #expect(results == [.queued, .queued, .queued, .dropped(.full)])
-    #expect(counters.queuedBytes.load(ordering: .relaxed) == 900)
-    #expect(counters.queuedFrames.load(ordering: .relaxed) == 3)
+    #expect(counters.queuedBytes == 900)
+    #expect(counters.queuedFrames == 3)
     edge.close()
     #expect(dataIndices(drain(inbox)) == [0, 1, 2])
     #expect(counters.dropped(.full) == 1)
@@ -129,7 +129,7 @@ struct EdgeQueueTests {
     let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: .latest, bufferFrames: 1000, bufferBytes: 1000))
     let results = sendAll(edge, (0..<4).map { dataFrame($0, bytes: 300) }, inbox: inbox)
     #expect(results == [.queued, .queued, .queued, .queuedDroppingOldest])
-    #expect(counters.queuedBytes.load(ordering: .relaxed) == 900)
+    #expect(counters.queuedBytes == 900)
     edge.close()
     #expect(dataIndices(drain(inbox)) == [1, 2, 3])
     #expect(counters.dropped(.oldest) == 1)
@@ -158,6 +158,54 @@ struct EdgeQueueTests {
     #expect(counters.snapshot().totalDropped == 0)
   }
 
+  @Test("paced guaranteed: the producer waits at the pace's bytes although the buffer has room")
+  func pacedGuaranteedWaitsEarly() {
+    let inbox = Inbox()
+    let counters = EdgeCounters(from: "producer", to: "consumer")
+    let edge = inbox.addEdge(
+      qos: EdgeQoS(delivery: .guaranteed, bufferFrames: 1000, bufferBytes: 1 << 30), counters: counters,
+      paceBytes: 1000)
+    let filling = sendAll(edge, [.seriesStart(1)] + (0..<3).map { dataFrame($0, bytes: 300) }, inbox: inbox)
+    #expect(filling == [.queued, .queued, .queued, .queued])
+    let fourth = Box<SendResult?>(nil)
+    let producer = Worker { fourth.set(edge.send(dataFrame(3, bytes: 300))) }
+    Thread.sleep(forTimeInterval: 0.1)
+    #expect(fourth.get() == nil, "the fourth frame passed the pace")
+    #expect(counters.queuedBytes == 900)
+
+    let first = inbox.receive(timeoutNanos: 1_000_000_000, max: 2)
+    #expect(first.map(describe) == ["start1", "0"])
+    let joined = producer.join(seconds: 5)
+    #expect(joined)
+    if !joined { inbox.abort() }
+    #expect(fourth.get() == .queued)
+    // A frame larger than the pace still passes an empty queue.
+    edge.close()
+    #expect(dataIndices(drain(inbox)) == [1, 2, 3])
+    #expect(
+      sendWithin(
+        2,
+        inbox.addEdge(
+          qos: EdgeQoS(delivery: .guaranteed), counters: counters, paceBytes: 1000),
+        dataFrame(9, bytes: 5000),
+        inbox: inbox) == .queued)
+    #expect(counters.snapshot().totalDropped == 0)
+  }
+
+  @Test("a pace does not apply to best-effort and latest edges: they keep their whole buffer")
+  func paceLeavesOtherModesAlone() {
+    for delivery in [Delivery.bestEffort, .latest] {
+      let inbox = Inbox()
+      let counters = EdgeCounters(from: "producer", to: "consumer")
+      let edge = inbox.addEdge(
+        qos: EdgeQoS(delivery: delivery, bufferFrames: 10), counters: counters, paceBytes: 1000)
+      let results = sendAll(edge, (0..<10).map { dataFrame($0, bytes: 300) }, inbox: inbox)
+      #expect(results == Array(repeating: .queued, count: 10), "\(delivery)")
+      #expect(counters.queuedBytes == 3000)
+      #expect(counters.snapshot().totalDropped == 0)
+    }
+  }
+
   @Test(
     "a frame larger than the byte bound passes an empty queue",
     arguments: [Delivery.guaranteed, .bestEffort, .latest])
@@ -165,7 +213,7 @@ struct EdgeQueueTests {
     let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: delivery, bufferFrames: 4, bufferBytes: 1000))
     // On another thread: were the rule broken, a guaranteed send would wait forever.
     #expect(sendWithin(2, edge, dataFrame(0, bytes: 5000), inbox: inbox) == .queued)
-    #expect(counters.queuedBytes.load(ordering: .relaxed) == 5000)
+    #expect(counters.queuedBytes == 5000)
     edge.close()
     let frames = drain(inbox)
     #expect(dataIndices(frames) == [0])

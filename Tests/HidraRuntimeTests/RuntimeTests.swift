@@ -46,7 +46,7 @@ struct RuntimeTests {
     #expect(!liveReading.isOpen, "the live sink was released before the source finished")
     #expect(live.count == 0)
     #expect(!runtime.wait(timeoutNanos: 20_000_000), "the run ended while a sink was stalled")
-    #expect(liveEdge?.queuedFrames.load(ordering: .relaxed) == 6, "series start, 4 data frames, series end")
+    #expect(liveEdge?.queuedFrames == 6, "series start, 4 data frames, series end")
 
     release.open()
     if !expectFinishes(runtime) { return (stored.all, live.all, liveEdge) }
@@ -63,6 +63,53 @@ struct RuntimeTests {
     #expect(liveEdge?.offered.load(ordering: .relaxed) == 10_000)
     #expect(liveEdge?.delivered.load(ordering: .relaxed) == 6)
     return (all, live.all, liveEdge)
+  }
+
+  /// How many bytes the relay -> sink edge holds with the sink stalled, when the
+  /// source can wait or not: 100 frames of 256 KiB behind default guaranteed edges.
+  func queuedBehindStalledSink(sourceCanWait: Bool) throws -> (queued: Int, stored: Int) {
+    let graph = try TestGraphs.graph(
+      """
+      graph: pacing
+      nodes:
+        source: {type: test-source}
+        relay: {type: test-relay, input: source}
+        sink: {type: test-sink, input: relay}
+      """)
+    let release = Gate()
+    let stored = Recorder()
+    let runtime = try Runtime(
+      graph: graph,
+      factory: TestFactory(
+        bodies: [
+          "source": { CountingSource(count: 100, bytes: 256 << 10) },
+          "relay": { RelayStage() },
+          "sink": { RecordingSink(recorder: stored, stall: release) },
+        ], waiting: sourceCanWait ? ["source"] : []))
+    let first = try #require(runtime.metrics.edge(from: "source", to: "relay"))
+    let second = try #require(runtime.metrics.edge(from: "relay", to: "sink"))
+    runtime.start()
+    // Wait until the frames stop moving (the source waits or is done).
+    var last = -1
+    for _ in 0..<100 where first.offered.load(ordering: .relaxed) != last || last < 0 {
+      last = first.offered.load(ordering: .relaxed)
+      Thread.sleep(forTimeInterval: 0.05)
+    }
+    let queued = first.queuedBytes + second.queuedBytes
+    release.open()
+    if expectFinishes(runtime) { #expect(runtime.failures.isEmpty) }
+    return (queued, stored.all.count)
+  }
+
+  @Test("paced edges: behind a source that can wait, each guaranteed edge queues at most 4 MiB")
+  func pacedEdgesQueueLittle() throws {
+    let paced = try queuedBehindStalledSink(sourceCanWait: true)
+    #expect(paced.queued > 0 && paced.queued <= 2 * Plan.pacedQueueBytes, "\(paced.queued) bytes queued")
+    #expect(paced.stored == 102, "every frame arrives once the sink goes on")
+    // A source that cannot wait fills the buffers it was given (here: all 25 MiB).
+    let unpaced = try queuedBehindStalledSink(sourceCanWait: false)
+    #expect(unpaced.queued == 100 * (256 << 10), "\(unpaced.queued) bytes queued")
+    #expect(unpaced.stored == 102)
   }
 
   @Test("isolation: a stalled latest sink keeps the newest 4 and never slows the source or its sibling")
@@ -147,7 +194,7 @@ struct RuntimeTests {
 
     // The source fills the buffer (series start + 4 data frames) and waits with the 5th.
     let blocked = eventually {
-      edge.queuedFrames.load(ordering: .relaxed) == 5 && edge.offered.load(ordering: .relaxed) == 5
+      edge.queuedFrames == 5 && edge.offered.load(ordering: .relaxed) == 5
     }
     #expect(blocked, "the source did not fill the guaranteed edge")
     #expect(!runtime.wait(timeoutNanos: 50_000_000), "the run ended although its sink never reads")

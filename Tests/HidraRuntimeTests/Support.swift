@@ -238,6 +238,10 @@ enum TestStageError: Error, Equatable {
 struct TestFactory: StageFactory {
   var runnableTypes: Set<String> = ["test-source", "test-relay", "test-sink"]
   var bodies: [String: @Sendable () -> any StageBody]
+  /// The source nodes that say they can wait (`StageFactory.canWait`).
+  var waiting: Set<String> = []
+
+  func canWait(_ node: Node) -> Bool { waiting.contains(node.name) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     guard let make = bodies[node.name] else { throw TestStageError.noBody(node.name) }

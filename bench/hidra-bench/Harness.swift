@@ -42,6 +42,8 @@ struct HarnessFactory: StageFactory {
 
   func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
   func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
+  /// `premade` is synthetic, as `generate` is.
+  func canWait(_ node: Node) -> Bool { node.type == "premade" || real.canWait(node) }
   /// One tally per `count` node, by node name.
   let tallies: [String: Tally]
   /// The payloads every `premade` node sends, in turn.
@@ -131,7 +133,7 @@ func runGraph(
   var peakQueued = 0
   while !runtime.wait(timeoutNanos: tickNanos) {
     for edge in runtime.metrics.edges {
-      peakQueued = max(peakQueued, edge.queuedFrames.load(ordering: .relaxed))
+      peakQueued = max(peakQueued, edge.queuedFrames)
     }
     tick?()
   }

@@ -51,7 +51,9 @@ public enum EigerFileWriterSource {
         delete: true
       """,
     touchesPayload: true,
-    cleansUp: { node in node["delete"]?.boolean == true ? "delete" : nil })
+    cleansUp: { node in node["delete"]?.boolean == true ? "delete" : nil },
+    // Files wait on the detector's disk until downloaded.
+    canWait: true)
 }
 
 extension EigerFileWriterSource {

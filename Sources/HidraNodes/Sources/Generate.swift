@@ -50,7 +50,9 @@ public enum GenerateSource {
         check.error("shape", "'shape' is [width, height], got \(shape.count) numbers")
       }
     },
-    touchesPayload: true)
+    touchesPayload: true,
+    // Synthetic: a frame not made yet is not lost.
+    canWait: true)
 }
 
 #if canImport(Glibc)

@@ -1,0 +1,92 @@
+/// A first-in first-out queue of frames that moves them in and out.
+///
+/// Every frame crosses two of these per edge (the edge's queue, then the
+/// consumer's batch), so what a push and a pop cost is paid per frame per hop.
+/// swift-collections' `Deque` copies an appended element inside its storage
+/// closure: a retain of every reference in the frame (name, parts, metadata
+/// dictionaries) and a release later, on objects the other core touched last.
+/// Here a frame is moved into place and moved out again, its references never
+/// counted.
+struct FrameRing: ~Copyable {
+  private var storage: UnsafeMutablePointer<Frame>
+  /// A power of two.
+  private var capacity: Int
+  private var head = 0
+  private(set) var count = 0
+
+  init(capacity: Int = 16) {
+    var size = 1
+    while size < capacity { size <<= 1 }
+    self.capacity = size
+    storage = .allocate(capacity: size)
+  }
+
+  deinit {
+    for offset in 0..<count { (storage + slot(offset)).deinitialize(count: 1) }
+    storage.deallocate()
+  }
+
+  var isEmpty: Bool { count == 0 }
+
+  @inline(__always) private func slot(_ offset: Int) -> Int { (head &+ offset) & (capacity &- 1) }
+
+  mutating func append(_ frame: consuming Frame) {
+    if count == capacity { grow() }
+    (storage + slot(count)).initialize(to: frame)
+    count += 1
+  }
+
+  mutating func popFirst() -> Frame? {
+    guard count > 0 else { return nil }
+    let frame = (storage + head).move()
+    head = (head &+ 1) & (capacity &- 1)
+    count -= 1
+    return frame
+  }
+
+  /// The frame `offset` places from the front, without taking it.
+  subscript(offset: Int) -> Frame {
+    precondition(offset >= 0 && offset < count, "FrameRing offset out of range")
+    return storage[slot(offset)]
+  }
+
+  /// Removes the frame `offset` places from the front; the ones behind it move up.
+  mutating func remove(at offset: Int) -> Frame {
+    precondition(offset >= 0 && offset < count, "FrameRing offset out of range")
+    let frame = (storage + slot(offset)).move()
+    for index in offset..<(count - 1) {
+      (storage + slot(index)).moveInitialize(from: storage + slot(index + 1), count: 1)
+    }
+    count -= 1
+    return frame
+  }
+
+  /// The offset of the first frame that satisfies `predicate`.
+  func firstIndex(where predicate: (borrowing Frame) -> Bool) -> Int? {
+    for offset in 0..<count where predicate(storage[slot(offset)]) { return offset }
+    return nil
+  }
+
+  /// How many frames satisfy `predicate`.
+  func count(where predicate: (borrowing Frame) -> Bool) -> Int {
+    var found = 0
+    for offset in 0..<count where predicate(storage[slot(offset)]) { found += 1 }
+    return found
+  }
+
+  mutating func removeAll() {
+    while popFirst() != nil {}
+    head = 0
+  }
+
+  private mutating func grow() {
+    let larger = UnsafeMutablePointer<Frame>.allocate(capacity: capacity * 2)
+    let front = min(count, capacity - head)
+    larger.moveInitialize(from: storage + head, count: front)
+    if front < count { (larger + front).moveInitialize(from: storage, count: count - front) }
+    storage.deallocate()
+    storage = larger
+    capacity *= 2
+    head = 0
+  }
+}
