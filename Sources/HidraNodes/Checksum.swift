@@ -51,24 +51,8 @@ extension ChecksumNode {
   public enum Digest {
     /// Lowercase hex digest of `parts` with `algorithm` (`xxh3`, `xxh64`, `sha256`, `md5`).
     public static func hex(_ algorithm: String, _ parts: [Payload]) -> String {
+      if let value = value64(algorithm, parts) { return Checksums.hex(value) }
       switch algorithm {
-      case "xxh3":
-        if parts.count == 1 {
-          return String(hex64: hidra_xxh3_64(parts[0].bytes.baseAddress, parts[0].count))
-        }
-        let state = hidra_xxh3_create()!
-        defer { hidra_xxh3_free(state) }
-        for part in parts { hidra_xxh3_update(state, part.bytes.baseAddress, part.count) }
-        return String(hex64: hidra_xxh3_digest(state))
-      case "xxh64":
-        if parts.count == 1 {
-          return String(hex64: hidra_xxh64(parts[0].bytes.baseAddress, parts[0].count, 0))
-        }
-        let state = XXH64_createState()!
-        defer { XXH64_freeState(state) }
-        XXH64_reset(state, 0)
-        for part in parts { XXH64_update(state, part.bytes.baseAddress, part.count) }
-        return String(hex64: XXH64_digest(state))
       case "sha256":
         var hasher = SHA256()
         for part in parts { hasher.update(bufferPointer: part.bytes) }
@@ -79,6 +63,27 @@ extension ChecksumNode {
         return hexString(hasher.finalize())
       default:
         preconditionFailure("unknown checksum algorithm \(algorithm)")
+      }
+    }
+
+    /// The digest of `parts` with a 64-bit `algorithm` (`xxh3`, `xxh64`); nil for the others.
+    public static func value64(_ algorithm: String, _ parts: [Payload]) -> UInt64? {
+      switch algorithm {
+      case "xxh3":
+        if parts.count == 1 { return hidra_xxh3_64(parts[0].bytes.baseAddress, parts[0].count) }
+        let state = hidra_xxh3_create()!
+        defer { hidra_xxh3_free(state) }
+        for part in parts { hidra_xxh3_update(state, part.bytes.baseAddress, part.count) }
+        return hidra_xxh3_digest(state)
+      case "xxh64":
+        if parts.count == 1 { return hidra_xxh64(parts[0].bytes.baseAddress, parts[0].count, 0) }
+        let state = XXH64_createState()!
+        defer { XXH64_freeState(state) }
+        XXH64_reset(state, 0)
+        for part in parts { XXH64_update(state, part.bytes.baseAddress, part.count) }
+        return XXH64_digest(state)
+      default:
+        return nil
       }
     }
 
@@ -110,6 +115,10 @@ extension ChecksumNode {
       if frame.kind == .data {
         var bad: [String] = []
         for algorithm in algorithms {
+          if !verify, let value = Digest.value64(algorithm, frame.parts) {
+            frame.meta.checksums.set(algorithm, value)  // spelled out only if someone reads it
+            continue
+          }
           let digest = Digest.hex(algorithm, frame.parts)
           if verify {
             if frame.meta.checksums[algorithm] != digest { bad.append(algorithm) }

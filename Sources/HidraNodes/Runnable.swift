@@ -40,11 +40,3 @@ public struct NodeSetupError: Error, CustomStringConvertible {
   public var description: String
   public init(_ description: String) { self.description = description }
 }
-
-extension String {
-  /// Lowercase hex of a 64-bit value, 16 digits (the canonical form of xxh3/xxh64).
-  init(hex64 value: UInt64) {
-    let digits = String(value, radix: 16)
-    self = String(repeating: "0", count: 16 - digits.count) + digits
-  }
-}

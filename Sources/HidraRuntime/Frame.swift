@@ -30,14 +30,14 @@ public struct FrameMeta: Sendable, Hashable {
   public var shape: [Int]?
   public var dtype: String?
   /// Digests by algorithm name (`xxh3`, `sha256`, ...), lowercase hex.
-  public var checksums: [String: String]
+  public var checksums: Checksums
   /// Free-form attributes.
   public var attributes: [String: String]
 
   public init(
     id: UInt64 = 0, series: Int = 0, frame: Int = 0, name: String = "", createdNanos: UInt64 = 0,
     contentType: String = "application/octet-stream", encoding: String = "raw", shape: [Int]? = nil,
-    dtype: String? = nil, checksums: [String: String] = [:], attributes: [String: String] = [:]
+    dtype: String? = nil, checksums: Checksums = [:], attributes: [String: String] = [:]
   ) {
     self.id = id
     self.series = series

@@ -46,7 +46,7 @@ public enum Wire {
       ",\"content_type\":\(Rendering.quote(meta.contentType)),\"encoding\":\(Rendering.quote(meta.encoding))"
     if let shape = meta.shape { json += ",\"shape\":[" + shape.map(String.init).joined(separator: ",") + "]" }
     if let dtype = meta.dtype { json += ",\"dtype\":\(Rendering.quote(dtype))" }
-    if !meta.checksums.isEmpty { json += ",\"checksums\":" + object(meta.checksums) }
+    if !meta.checksums.isEmpty { json += ",\"checksums\":" + object(meta.checksums.dictionary) }
     if !meta.attributes.isEmpty { json += ",\"attributes\":" + object(meta.attributes) }
     if let chunk {
       json += ",\"chunk\":{\"index\":\(chunk.index),\"count\":\(chunk.count),\"offset\":\(chunk.offset)}"
@@ -126,7 +126,7 @@ public enum Wire {
       meta.shape = dims
     }
     meta.dtype = object["dtype"] as? String
-    meta.checksums = try strings("checksums")
+    meta.checksums = Checksums(try strings("checksums"))
     meta.attributes = try strings("attributes")
     if meta.name.contains("\0") { throw fail("bad-header", "'name' contains a NUL character") }
     var chunk: Chunk?
