@@ -57,6 +57,11 @@ public enum Reference {
     for spec in catalog.types {
       out += "\n### \(spec.name)\n\n*\(spec.kind.rawValue)*: \(spec.summary).\n\n"
       if !spec.details.isEmpty { out += spec.details + "\n\n" }
+      if spec.canWait {
+        out +=
+          "It loses nothing by waiting, so the guaranteed edges it feeds are paced: each queues at most "
+          + "\(Plan.pacedQueueBytes >> 20) MiB before it waits (see [Quality of service](qos.md)).\n\n"
+      }
       out += table(spec.options)
       let rules = constraintLines(spec)
       if !rules.isEmpty { out += "\n" + rules.map { "- \($0)\n" }.joined() }

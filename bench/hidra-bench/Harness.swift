@@ -33,7 +33,17 @@ enum HarnessNodes {
         doc: "After the last frame, wait until the run is stopped before ending the series."),
     ])
 
-  static let catalog = NodeCatalog(NodeTypes.all + [count, premade])
+  /// `stream`: `generate` as a source that cannot wait (a detector stream, say):
+  /// the edges it feeds are not paced and fill up to their buffers.
+  static let stream: NodeTypeSpec = {
+    var spec = GenerateSource.spec
+    spec.name = "stream"
+    spec.summary = "benchmark source: generate, with unpaced edges"
+    spec.canWait = false
+    return spec
+  }()
+
+  static let catalog = NodeCatalog(NodeTypes.all + [count, premade, stream])
 }
 
 /// The real stage factory (`NodeRuntime`) plus the harness's node types.
@@ -51,11 +61,15 @@ struct HarnessFactory: StageFactory {
   /// The metadata of every premade frame (its id, series and frame are set per frame).
   var premadeMeta = FrameMeta()
 
-  var runnableTypes: Set<String> { real.runnableTypes.union(["count", "premade"]) }
+  var runnableTypes: Set<String> { real.runnableTypes.union(["count", "premade", "stream"]) }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     switch node.type {
     case "count": return CountSink(tally: tallies[node.name]!)
+    case "stream":
+      var generate = node
+      generate.type = "generate"
+      return try real.makeBody(for: generate, in: graph)
     case "premade":
       return PremadeSource(
         payloads: premade, count: node["count"]?.integer ?? 1, meta: premadeMeta,

@@ -183,6 +183,6 @@ func benchStore() {
   print("  tmpfs: below \(tmpfs) (\(fileSystemType(tmpfs))); disk: below \(disk) (\(fileSystemType(disk)))")
   print("  fsync file syncs every file before its rename; everything is synced before each measurement")
   print("  CPU: all threads of the process per file (least of the rounds); hidra runs 2 threads, the loop 1")
-  print("  default edge: the same graph with the default guaranteed edge (1024 frames/1 GiB), on tmpfs only:")
-  print("  generate runs up to 1 GiB ahead of the store, into memory it touches for the first time")
+  print("  default edge: the same graph with the default guaranteed edge (1024 frames/1 GiB), on tmpfs only;")
+  print("  paced, since generate can wait: it stops at 4 MiB queued rather than running 1 GiB ahead")
 }
