@@ -44,12 +44,6 @@ struct FrameRing: ~Copyable {
     return frame
   }
 
-  /// The frame `offset` places from the front, without taking it.
-  subscript(offset: Int) -> Frame {
-    precondition(offset >= 0 && offset < count, "FrameRing offset out of range")
-    return storage[slot(offset)]
-  }
-
   /// Removes the frame `offset` places from the front; the ones behind it move up.
   mutating func remove(at offset: Int) -> Frame {
     precondition(offset >= 0 && offset < count, "FrameRing offset out of range")

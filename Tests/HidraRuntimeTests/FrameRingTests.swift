@@ -1,0 +1,57 @@
+import Testing
+
+@testable import HidraRuntime
+
+/// `FrameRing`, the queue under every edge: order, growth while wrapped around,
+/// removal from the middle, and that it gives back what it holds.
+@Suite struct FrameRingTests {
+  @Test func keepsOrderThroughWrapAroundAndGrowth() {
+    var ring = FrameRing(capacity: 4)
+    var expected: [Int] = []
+    var next = 0
+    // Push 3, pop 2, repeatedly: the front walks around the storage, and the
+    // ring grows (from 4 slots) while its contents wrap past the end.
+    for _ in 0..<20 {
+      for _ in 0..<3 {
+        ring.append(dataFrame(next))
+        expected.append(next)
+        next += 1
+      }
+      for _ in 0..<2 {
+        #expect(ring.popFirst().flatMap(stampedIndex) == expected.removeFirst())
+      }
+    }
+    #expect(ring.count == expected.count)
+    var rest: [Int] = []
+    while let frame = ring.popFirst() { rest.append(stampedIndex(frame) ?? -1) }
+    #expect(rest == expected)
+    #expect(ring.isEmpty && ring.popFirst().flatMap(stampedIndex) == nil)
+  }
+
+  @Test func removesFromTheMiddleAndCounts() {
+    var ring = FrameRing(capacity: 4)
+    ring.append(.seriesStart(1))
+    for index in 0..<5 { ring.append(dataFrame(index)) }
+    ring.append(.seriesEnd(1, frames: 5))
+    #expect(ring.count(where: { $0.kind == .data }) == 5)
+    #expect(ring.firstIndex(where: { $0.kind == .data }) == 1)
+    #expect(stampedIndex(ring.remove(at: 3)) == 2)
+    #expect(stampedIndex(ring.remove(at: 1)) == 0)
+    var left: [String] = []
+    while let frame = ring.popFirst() { left.append(describe([frame])[0]) }
+    #expect(left == ["start1", "1", "3", "4", "end1"])
+  }
+
+  @Test func releasesWhatItHoldsWhenDropped() {
+    let released = Counter()
+    do {
+      var ring = FrameRing(capacity: 2)
+      for _ in 0..<5 {
+        let payload = Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
+        ring.append(Frame(kind: .data, meta: FrameMeta(), parts: [payload]))
+      }
+      _ = ring.popFirst()
+    }
+    #expect(released.value == 5, "every payload freed once: one popped, four left in the ring")
+  }
+}
