@@ -13,10 +13,30 @@ import Testing
 @Suite("Edge queues")
 struct EdgeQueueTests {
   /// An inbox with one edge.
-  static func edge(_ qos: EdgeQoS) -> (Inbox, EdgeQueue, EdgeCounters) {
+  static func edge(_ qos: EdgeQoS, paceBytes: Int? = nil) -> (Inbox, EdgeQueue, EdgeCounters) {
     let inbox = Inbox()
     let counters = EdgeCounters(from: "producer", to: "consumer")
-    return (inbox, inbox.addEdge(qos: qos, counters: counters), counters)
+    return (inbox, inbox.addEdge(qos: qos, counters: counters, paceBytes: paceBytes), counters)
+  }
+
+  /// Sends a fourth 300-byte data frame (index 3) on another thread and checks
+  /// that it waits (`whileWaiting` runs then); takes `count` frames, and checks
+  /// that the send then goes through. Returns the frames taken.
+  static func expectSendWaitsUntilTaking(
+    _ count: Int, _ edge: EdgeQueue, _ inbox: Inbox, _ comment: Comment, whileWaiting: () -> Void = {},
+    sourceLocation: Testing.SourceLocation = #_sourceLocation
+  ) -> [Frame]? {
+    let fourth = Box<SendResult?>(nil)
+    let producer = Worker { fourth.set(edge.send(dataFrame(3, bytes: 300))) }
+    Thread.sleep(forTimeInterval: 0.1)
+    #expect(fourth.get() == nil, comment, sourceLocation: sourceLocation)
+    whileWaiting()
+    let taken = inbox.receive(timeoutNanos: 1_000_000_000, max: count)
+    let joined = producer.join(seconds: 5)
+    #expect(joined, sourceLocation: sourceLocation)
+    if !joined { inbox.abort() }
+    #expect(fourth.get() == .queued, sourceLocation: sourceLocation)
+    return taken
   }
 
   /// Series 1: its start, `count` data frames stamped 0..<count, its end.
@@ -141,18 +161,9 @@ struct EdgeQueueTests {
       EdgeQoS(delivery: .guaranteed, bufferFrames: 1000, bufferBytes: 1000))
     let filling = sendAll(edge, (0..<3).map { dataFrame($0, bytes: 300) }, inbox: inbox)
     #expect(filling == [.queued, .queued, .queued])
-    let fourth = Box<SendResult?>(nil)
-    let producer = Worker { fourth.set(edge.send(dataFrame(3, bytes: 300))) }
-    Thread.sleep(forTimeInterval: 0.1)
-    #expect(fourth.get() == nil, "the fourth frame passed the byte bound")
-
     // Taking one frame makes room for exactly one more.
-    let first = inbox.receive(timeoutNanos: 1_000_000_000, max: 1)
+    let first = Self.expectSendWaitsUntilTaking(1, edge, inbox, "the fourth frame passed the byte bound")
     #expect(first.map(dataIndices) == [0])
-    let joined = producer.join(seconds: 5)
-    #expect(joined)
-    if !joined { inbox.abort() }
-    #expect(fourth.get() == .queued)
     edge.close()
     #expect(dataIndices(drain(inbox)) == [1, 2, 3])
     #expect(counters.snapshot().totalDropped == 0)
@@ -160,45 +171,27 @@ struct EdgeQueueTests {
 
   @Test("paced guaranteed: the producer waits at the pace's bytes although the buffer has room")
   func pacedGuaranteedWaitsEarly() {
-    let inbox = Inbox()
-    let counters = EdgeCounters(from: "producer", to: "consumer")
-    let edge = inbox.addEdge(
-      qos: EdgeQoS(delivery: .guaranteed, bufferFrames: 1000, bufferBytes: 1 << 30), counters: counters,
-      paceBytes: 1000)
+    let (inbox, edge, counters) = Self.edge(
+      EdgeQoS(delivery: .guaranteed, bufferFrames: 1000, bufferBytes: 1 << 30), paceBytes: 1000)
     let filling = sendAll(edge, [.seriesStart(1)] + (0..<3).map { dataFrame($0, bytes: 300) }, inbox: inbox)
     #expect(filling == [.queued, .queued, .queued, .queued])
-    let fourth = Box<SendResult?>(nil)
-    let producer = Worker { fourth.set(edge.send(dataFrame(3, bytes: 300))) }
-    Thread.sleep(forTimeInterval: 0.1)
-    #expect(fourth.get() == nil, "the fourth frame passed the pace")
-    #expect(counters.queuedBytes == 900)
-
-    let first = inbox.receive(timeoutNanos: 1_000_000_000, max: 2)
+    let first = Self.expectSendWaitsUntilTaking(2, edge, inbox, "the fourth frame passed the pace") {
+      #expect(counters.queuedBytes == 900)
+    }
     #expect(first.map(describe) == ["start1", "0"])
-    let joined = producer.join(seconds: 5)
-    #expect(joined)
-    if !joined { inbox.abort() }
-    #expect(fourth.get() == .queued)
-    // A frame larger than the pace still passes an empty queue.
     edge.close()
     #expect(dataIndices(drain(inbox)) == [1, 2, 3])
-    #expect(
-      sendWithin(
-        2,
-        inbox.addEdge(
-          qos: EdgeQoS(delivery: .guaranteed), counters: counters, paceBytes: 1000),
-        dataFrame(9, bytes: 5000),
-        inbox: inbox) == .queued)
     #expect(counters.snapshot().totalDropped == 0)
+
+    // A frame larger than the pace still passes an empty queue.
+    let (other, large, _) = Self.edge(EdgeQoS(delivery: .guaranteed), paceBytes: 1000)
+    #expect(sendWithin(2, large, dataFrame(9, bytes: 5000), inbox: other) == .queued)
   }
 
   @Test("a pace does not apply to best-effort and latest edges: they keep their whole buffer")
   func paceLeavesOtherModesAlone() {
     for delivery in [Delivery.bestEffort, .latest] {
-      let inbox = Inbox()
-      let counters = EdgeCounters(from: "producer", to: "consumer")
-      let edge = inbox.addEdge(
-        qos: EdgeQoS(delivery: delivery, bufferFrames: 10), counters: counters, paceBytes: 1000)
+      let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: delivery, bufferFrames: 10), paceBytes: 1000)
       let results = sendAll(edge, (0..<10).map { dataFrame($0, bytes: 300) }, inbox: inbox)
       #expect(results == Array(repeating: .queued, count: 10), "\(delivery)")
       #expect(counters.queuedBytes == 3000)
