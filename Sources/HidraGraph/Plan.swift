@@ -143,7 +143,7 @@ public struct Plan: Sendable {
   /// Producing further ahead of a consumer that is slower gains no throughput;
   /// it only moves the frames in between out of the CPU's caches, so that both
   /// sides then work at memory speed instead of cache speed and stay there (see
-  /// bench/README.md, "Paced edges"). 4 MiB keeps two 4 MiB frames in flight per
+  /// "Paced edges" in docs/qos.md and the measurements in bench/README.md). 4 MiB keeps two 4 MiB frames in flight per
   /// edge and 1024 frames of 4 KiB.
   public static let pacedQueueBytes = 4 << 20
 
