@@ -190,7 +190,8 @@ public struct Plan: Sendable {
         "  \(link.edge.from) -> \(link.edge.to): \(Rendering.edgeLabel(link.edge.qos).replacing("\n", with: ", "))\n"
       if link.paced {
         out +=
-          "      \(link.bind), paced: its sources can wait, so it waits beyond \(Self.pacedQueueBytes >> 20) MiB queued\n"
+          "      \(link.bind), paced: the producer waits at \(Self.pacedQueueBytes >> 20) MiB queued "
+          + "(every source feeding it can wait)\n"
       } else if link.bind == link.connect {
         out += "      \(link.bind)\n"
       } else {

@@ -250,7 +250,8 @@ import Testing
     // producer can wait (det -> both is, though both also reads from the network).
     let paced = plan.links.filter(\.paced).map { "\($0.edge.from)->\($0.edge.to)" }
     #expect(paced == ["det->sum", "sum->disk", "det->both", "files->disk2"])
-    #expect(plan.text.contains("paced: its sources can wait, so it waits beyond 4 MiB queued"))
+    #expect(
+      plan.text.contains("paced: the producer waits at 4 MiB queued (every source feeding it can wait)"))
   }
 
   /// A fused chain does what the same nodes do on their own threads, and the
