@@ -10,6 +10,12 @@ public final class Inbox: @unchecked Sendable {
   private let shared = Shared()
   var lock: ConditionLock { shared.lock }
   private(set) var queues: [EdgeQueue] = []
+  /// `lock` and `queues` for the per-batch path, without reference counting:
+  /// the producers use the same objects on every frame, and a retain or release
+  /// here would move their cache lines between the cores each time. `shared`
+  /// and `queues` keep them alive.
+  private let fastLock: Unmanaged<ConditionLock>
+  private var fastQueues: [Unmanaged<EdgeQueue>] = []
   private var nextQueue = 0
 
   /// The lock and the state the edges need too. The edges hold it strongly
@@ -22,14 +28,17 @@ public final class Inbox: @unchecked Sendable {
     var consumerGone = false
   }
 
-  public init() {}
+  public init() { fastLock = Unmanaged.passUnretained(shared.lock) }
 
   /// Adds an input edge. Call before the stages start. With `paceBytes`, a
   /// guaranteed edge's producer also waits while that many payload bytes are
   /// queued (see `Plan.pacedEdges`).
   public func addEdge(qos: EdgeQoS, counters: EdgeCounters, paceBytes: Int? = nil) -> EdgeQueue {
     let queue = EdgeQueue(inbox: shared, qos: qos, counters: counters, paceBytes: paceBytes)
-    lock.withLock { queues.append(queue) }
+    lock.withLock {
+      queues.append(queue)
+      fastQueues.append(Unmanaged.passUnretained(queue))
+    }
     return queue
   }
 
@@ -69,41 +78,46 @@ public final class Inbox: @unchecked Sendable {
   private func receive(
     until deadline: UInt64?, max: Int, maxBytes: Int, _ append: (consuming Frame) -> Void
   ) -> Bool? {
-    lock.lock()
-    defer { lock.unlock() }
-    while true {
-      if shared.aborted { return nil }
-      let (took, open) = takeLocked(max: max, maxBytes: maxBytes, append)
-      if took { return true }
-      if !open { return nil }
-      if let deadline, monotonicNanos() >= deadline { return false }
-      lock.waitReadable(until: deadline)
+    fastLock._withUnsafeGuaranteedRef { lock in
+      lock.lock()
+      defer { lock.unlock() }
+      while true {
+        if shared.aborted { return nil }
+        let (took, open) = takeLocked(max: max, maxBytes: maxBytes, lock, append)
+        if took { return true }
+        if !open { return nil }
+        if let deadline, monotonicNanos() >= deadline { return false }
+        lock.waitReadable(until: deadline)
+      }
     }
   }
 
   /// Moves up to `max` queued frames to `append`, starting with a different edge
   /// each time so a busy edge cannot starve the others. Returns whether any frame
   /// was taken and whether any edge is still open or non-empty.
-  private func takeLocked(max: Int, maxBytes: Int, _ append: (consuming Frame) -> Void) -> (
-    took: Bool, open: Bool
-  ) {
+  private func takeLocked(
+    max: Int, maxBytes: Int, _ lock: ConditionLock, _ append: (consuming Frame) -> Void
+  ) -> (took: Bool, open: Bool) {
     var taken = 0
     var open = false
     var bytes = 0
-    for step in 0..<queues.count {
-      let queue = queues[(nextQueue + step) % queues.count]
-      while taken < max, bytes < maxBytes, let frame = queue.popLocked() {
-        bytes += frame.byteCount
-        append(frame)
-        taken += 1
+    let count = fastQueues.count
+    for step in 0..<count {
+      let full = fastQueues[(nextQueue + step) % count]._withUnsafeGuaranteedRef { queue in
+        while taken < max, bytes < maxBytes, let frame = queue.popLocked() {
+          bytes += frame.byteCount
+          append(frame)
+          taken += 1
+        }
+        if !queue.closed || !queue.isEmpty { open = true }
+        return taken >= max || bytes >= maxBytes
       }
-      if !queue.closed || !queue.isEmpty { open = true }
-      if taken >= max || bytes >= maxBytes {
+      if full {
         open = true
         break
       }
     }
-    if !queues.isEmpty { nextQueue = (nextQueue + 1) % queues.count }
+    if count > 0 { nextQueue = (nextQueue + 1) % count }
     if taken > 0 { lock.signalWritable() }
     return (taken > 0, open)
   }
@@ -163,6 +177,10 @@ public enum SendResult: Sendable, Equatable {
 public final class EdgeQueue: @unchecked Sendable {
   // @unchecked Sendable: every mutable field is guarded by `inbox.lock`.
   let inbox: Inbox.Shared
+  /// `inbox.lock`, used without reference counting: both threads of an edge
+  /// would otherwise retain and release the lock object on every frame, and its
+  /// count shares a cache line with the waiter counts. `inbox` keeps it alive.
+  private let lock: Unmanaged<ConditionLock>
   public let qos: EdgeQoS
   public let counters: EdgeCounters
   private var queue = FrameRing()
@@ -178,6 +196,7 @@ public final class EdgeQueue: @unchecked Sendable {
 
   init(inbox: Inbox.Shared, qos: EdgeQoS, counters: EdgeCounters, paceBytes: Int? = nil) {
     self.inbox = inbox
+    self.lock = Unmanaged.passUnretained(inbox.lock)
     self.qos = qos
     self.counters = counters
     self.waitBytes =
@@ -201,8 +220,8 @@ public final class EdgeQueue: @unchecked Sendable {
     let size = frame.byteCount
     let isData = frame.kind == .data
     let inbox = self.inbox
-    inbox.lock.lock()
-    defer { inbox.lock.unlock() }
+    lock._withUnsafeGuaranteedRef { $0.lock() }
+    defer { lock._withUnsafeGuaranteedRef { $0.unlock() } }
     if inbox.aborted || inbox.consumerGone { return .closed }
     let result = isData ? admitLocked(size: size) : .queued
     switch result {
@@ -246,7 +265,7 @@ public final class EdgeQueue: @unchecked Sendable {
           counters.countDrop(inbox.aborted ? .aborted : .closed)
           return .closed
         }
-        inbox.lock.waitWritable()
+        lock._withUnsafeGuaranteedRef { $0.waitWritable() }
       }
       return .queued
     case .bestEffort:
@@ -289,7 +308,7 @@ public final class EdgeQueue: @unchecked Sendable {
     }
     counters.enqueued.bump()
     counters.enqueuedBytes.bump(size)
-    inbox.lock.signalReadable()
+    lock._withUnsafeGuaranteedRef { $0.signalReadable() }
   }
 
   func popLocked() -> Frame? {

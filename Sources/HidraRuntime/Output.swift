@@ -7,6 +7,10 @@
 /// consumer always has the header before its first image.
 public final class Output {
   public private(set) var edges: [EdgeQueue]
+  /// `edges`, used by `send` without reference counting: the consumer reads the
+  /// same objects for every batch, and a retain and release per frame would move
+  /// their cache lines between the cores. `edges` keeps them alive.
+  private var fastEdges: [Unmanaged<EdgeQueue>]
   private let counters: NodeCounters?
   /// Nodes fused onto this stage's thread, in order: each frame sent goes
   /// through them before it reaches `edges`.
@@ -16,6 +20,7 @@ public final class Output {
 
   public init(edges: [EdgeQueue], counters: NodeCounters? = nil) {
     self.edges = edges
+    self.fastEdges = edges.map { Unmanaged.passUnretained($0) }
     self.counters = counters
   }
 
@@ -80,9 +85,14 @@ public final class Output {
     }
     var ok = true
     if frame.receipt == nil {
-      guard let last = edges.last else { return true }
-      for edge in edges.dropLast() where edge.send(frame) == .closed { ok = false }
-      if last.send(frame) == .closed { ok = false }
+      let count = fastEdges.count
+      guard count > 0 else { return true }
+      for index in 0..<(count - 1)
+      where fastEdges[index]._withUnsafeGuaranteedRef({ $0.send(frame) }) == .closed {
+        ok = false
+      }
+      var moving: Frame? = consume frame
+      if fastEdges[count - 1]._withUnsafeGuaranteedRef({ $0.send(moving.take()!) }) == .closed { ok = false }
     } else {
       for edge in edges where edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) == .closed {
         ok = false
@@ -108,6 +118,7 @@ public final class Output {
   public func attach(_ edge: EdgeQueue) {
     if let openSeries { edge.send(openSeries) }
     edges.append(edge)
+    fastEdges.append(Unmanaged.passUnretained(edge))
   }
 
   /// The stage is done: consumers see the end once they have drained.

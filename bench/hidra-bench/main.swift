@@ -81,7 +81,8 @@ func benchValidate() {
 }
 
 let benchmarks: [(String, () -> Void)] = [
-  ("validate", benchValidate), ("throughput", benchThroughput), ("checksum", benchChecksum),
+  ("validate", benchValidate), ("hop", benchHop), ("throughput", benchThroughput),
+  ("checksum", benchChecksum),
   ("memory", benchMemory), ("store", benchStore), ("forward", benchForward), ("directory", benchDirectory),
   ("monitor", benchMonitor),
 ]

@@ -1,0 +1,93 @@
+// `hop`: what one edge costs per frame, with nothing made or read.
+//
+// raw (baseline): libzmq PUSH -> PULL over inproc between two threads, sending
+// empty messages (held inside the message, no allocation): libzmq's own cost per
+// message. Hidra: `premade -> count`, where `premade` sends frames that share one
+// premade payload, so nothing is allocated for the bytes and nothing fills them:
+// the runtime's own cost per frame (making the frame, the edge's queue and lock,
+// the hand-over, dropping the frame). The ratio is how far the runtime's
+// per-frame path is from libzmq's; it bounds what any graph of small frames can
+// reach (the 4 KiB rows of `throughput`).
+
+import Foundation
+import HidraRuntime
+import ZeroMQ
+
+func rawEmptyMessages(_ count: Int) -> Moved {
+  let context = try! ZMQContext(ioThreads: 1)
+  let pull = try! Socket(.pull, context: context)
+  try! pull.setOption(.receiveHighWaterMark, 512)
+  try! pull.bind("inproc://raw-hop")
+  let push = try! Socket(.push, context: context)
+  try! push.setOption(.sendHighWaterMark, 512)
+  try! push.connect("inproc://raw-hop")
+  let handoff = SocketHandoff(push)
+  let finished = DispatchSemaphore(value: 0)
+  let start = monotonicNanos()
+  let cpuStart = processCPUSeconds()
+  let producer = Thread {
+    let socket = handoff.socket.take()!
+    for _ in 0..<count { try! socket.send(Message()) }
+    socket.close()
+    finished.signal()
+  }
+  producer.start()
+  var received = 0
+  for _ in 0..<count {
+    _ = try! pull.receive()
+    received += 1
+  }
+  let seconds = Double(monotonicNanos() - start) / 1e9
+  finished.wait()
+  precondition(received == count, "raw libzmq lost messages")
+  return Moved(frames: count, bytes: 0, seconds: seconds, cpuSeconds: processCPUSeconds() - cpuStart)
+}
+
+func benchHop() {
+  let rounds = BenchOptions.rounds(default: 5)
+  let frames = BenchOptions.quick ? 200_000 : 1_000_000
+  let payloads = premadePayloads(size: 4096, count: 1)
+  let yaml = """
+    graph: bench-hop
+    nodes:
+      src:
+        type: premade
+        count: \(frames)
+      sink:
+        type: count
+        input: src
+    """
+  print(
+    "hop: one edge, nothing made or read: premade -> count vs libzmq sending empty messages (best of \(rounds))"
+  )
+  var raw: [Moved] = []
+  var hidra: [Moved] = []
+  for _ in 0..<rounds {
+    raw.append(rawEmptyMessages(frames))
+    let run = runGraph(yaml, premade: payloads, tickNanos: 10_000_000)
+    precondition(run.received["sink"]?.frames == frames, "the hop graph lost frames")
+    hidra.append(
+      Moved(frames: frames, bytes: frames * 4096, seconds: run.seconds, cpuSeconds: run.cpuSeconds))
+    if BenchOptions.verbose {
+      print(
+        "  raw \(fixed(raw.last!.framesPerSecond, 0)) frames/s \(fixed(raw.last!.cpuMicrosPerFrame)) us/frame, "
+          + "hidra \(fixed(hidra.last!.framesPerSecond, 0)) frames/s \(fixed(hidra.last!.cpuMicrosPerFrame)) us/frame"
+      )
+    }
+  }
+  let rawRate = best(raw.map(\.framesPerSecond))
+  let hidraRate = best(hidra.map(\.framesPerSecond))
+  let rawCPU = raw.map(\.cpuMicrosPerFrame).min() ?? 0
+  let hidraCPU = hidra.map(\.cpuMicrosPerFrame).min() ?? 0
+  printTable([
+    [
+      "frames", "raw frames/s", "hidra frames/s", "hidra/raw", "raw us/frame", "hidra us/frame",
+      "CPU hidra/raw",
+    ],
+    [
+      String(frames), fixed(rawRate, 0), fixed(hidraRate, 0), fixed(hidraRate / rawRate), fixed(rawCPU),
+      fixed(hidraCPU), fixed(hidraCPU / rawCPU),
+    ],
+  ])
+  print("  no target of its own: it is the floor under the 4 KiB rows of throughput")
+}
