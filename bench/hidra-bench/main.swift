@@ -13,6 +13,7 @@ import Foundation
 import HidraGraph
 import HidraNodes
 import HidraRuntime
+import Synchronization
 import Yams
 
 /// Runs `body` `repetitions` times and returns the fastest wall-clock time in seconds.
@@ -81,7 +82,8 @@ func benchValidate() {
 }
 
 let benchmarks: [(String, () -> Void)] = [
-  ("validate", benchValidate), ("hop", benchHop), ("throughput", benchThroughput),
+  ("validate", benchValidate), ("hop", benchHop), ("handover", benchHandover),
+  ("throughput", benchThroughput),
   ("checksum", benchChecksum),
   ("memory", benchMemory), ("store", benchStore), ("forward", benchForward), ("directory", benchDirectory),
   ("monitor", benchMonitor),
@@ -93,6 +95,17 @@ Runtime.tuneAllocator()
 
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "consume" {
   exit(consumeCommand(Array(CommandLine.arguments.dropFirst(2))))
+}
+// `burn`: a busy process for the handover benchmark (hidden). Spins until it is
+// killed, its parent is gone or a minute has passed, so none is left behind.
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "burn" {
+  let parent = getppid()
+  let end = monotonicNanos() + 60_000_000_000
+  let spins = Atomic<Int>(0)
+  while getppid() == parent && monotonicNanos() < end {
+    for _ in 0..<1_000_000 { spins.add(1, ordering: .relaxed) }
+  }
+  exit(0)
 }
 let selected = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
 if let unknown = selected.first(where: { name in !benchmarks.contains { $0.0 == name } }) {
