@@ -50,7 +50,7 @@ extension ChecksumNode {
   /// Digests of a frame's payload parts, in place (never copied).
   public enum Digest {
     /// Lowercase hex digest of `parts` with `algorithm` (`xxh3`, `xxh64`, `sha256`, `md5`).
-    public static func hex(_ algorithm: String, _ parts: [Payload]) -> String {
+    public static func hex(_ algorithm: String, _ parts: some Collection<Payload>) -> String {
       if let value = value64(algorithm, parts) { return Checksums.hex(value) }
       switch algorithm {
       case "sha256":
@@ -67,16 +67,20 @@ extension ChecksumNode {
     }
 
     /// The digest of `parts` with a 64-bit `algorithm` (`xxh3`, `xxh64`); nil for the others.
-    public static func value64(_ algorithm: String, _ parts: [Payload]) -> UInt64? {
+    public static func value64(_ algorithm: String, _ parts: some Collection<Payload>) -> UInt64? {
       switch algorithm {
       case "xxh3":
-        if parts.count == 1 { return hidra_xxh3_64(parts[0].bytes.baseAddress, parts[0].count) }
+        if parts.count == 1, let part = parts.first {
+          return hidra_xxh3_64(part.bytes.baseAddress, part.count)
+        }
         let state = hidra_xxh3_create()!
         defer { hidra_xxh3_free(state) }
         for part in parts { hidra_xxh3_update(state, part.bytes.baseAddress, part.count) }
         return hidra_xxh3_digest(state)
       case "xxh64":
-        if parts.count == 1 { return hidra_xxh64(parts[0].bytes.baseAddress, parts[0].count, 0) }
+        if parts.count == 1, let part = parts.first {
+          return hidra_xxh64(part.bytes.baseAddress, part.count, 0)
+        }
         let state = XXH64_createState()!
         defer { XXH64_freeState(state) }
         XXH64_reset(state, 0)

@@ -375,7 +375,7 @@ extension StoreNode {
       throw StoreError.exists(name)
     }
 
-    static func writeAll(_ fd: Int32, _ parts: [Payload], path: String) throws {
+    static func writeAll(_ fd: Int32, _ parts: some Collection<Payload>, path: String) throws {
       for part in parts {
         var offset = 0
         while offset < part.count {

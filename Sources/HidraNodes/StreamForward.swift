@@ -71,7 +71,7 @@ enum StreamForward {
                 "series \(meta.series) did not come from a stream-v2 (CBOR) source; eiger-stream-v2 re-emits CBOR messages unchanged and converts nothing (use eiger-stream-v1)"
             )
           }
-          return .broadcast(Message(parts: [frame.parts]), opensSeries: true)
+          return .broadcast(Message(parts: [Array(frame.parts)]), opensSeries: true)
         }
         guard !cbor else {
           refusedSeries = meta.series
@@ -94,13 +94,13 @@ enum StreamForward {
         if refusedSeries == meta.series { return .skip }
         if version == 2 {
           if meta.contentType == "application/cbor", !frame.parts.isEmpty {
-            return .broadcast(Message(parts: [frame.parts]), opensSeries: false)
+            return .broadcast(Message(parts: [Array(frame.parts)]), opensSeries: false)
           }
           return .broadcast(
             Message(parts: [[Payload(copying: Self.cborEnd(meta.series, uniqueID))]]), opensSeries: false)
         }
         if meta.contentType == "application/json", !frame.parts.isEmpty {
-          return .broadcast(Message(parts: [frame.parts]), opensSeries: false)
+          return .broadcast(Message(parts: [Array(frame.parts)]), opensSeries: false)
         }
         return .broadcast(
           Message(parts: [Self.bytes("{\"htype\":\"dseries_end-1.0\",\"series\":\(meta.series)}")]),
@@ -112,7 +112,7 @@ enum StreamForward {
               kind: "not-stream-v2",
               message: "'\(meta.name)' is not a stream-v2 CBOR image; eiger-stream-v2 converts nothing")
           }
-          return .image(Message(parts: [frame.parts]))
+          return .image(Message(parts: [Array(frame.parts)]))
         }
         guard !cbor else {
           return .refused(
@@ -152,7 +152,8 @@ enum StreamForward {
       }
       let dconfig = "{\"htype\":\"dconfig-1.0\"" + times.map { "," + $0 }.joined() + "}"
       var parts = [
-        bytes(dimage), bytes(dimageD), frame.parts.isEmpty ? [Payload.empty] : frame.parts, bytes(dconfig),
+        bytes(dimage), bytes(dimageD), frame.parts.isEmpty ? [Payload.empty] : Array(frame.parts),
+        bytes(dconfig),
       ]
       if let appendix = meta.attributes["appendix"] { parts.append(bytes(appendix)) }
       return .image(Message(parts: parts))

@@ -59,7 +59,7 @@ public struct FrameMeta: Sendable, Hashable {
 public struct Frame: Sendable {
   public var kind: FrameKind
   public var meta: FrameMeta
-  public var parts: [Payload] {
+  public var parts: PayloadParts {
     didSet { byteCount = Self.count(parts) }
   }
   /// Payload bytes over all parts (kept, not summed again on every queue operation).
@@ -69,7 +69,7 @@ public struct Frame: Sendable {
   /// one start from the received frame (`var out = frame`) so it carries over.
   public internal(set) var receipt: Receipt?
 
-  public init(kind: FrameKind, meta: FrameMeta, parts: [Payload] = []) {
+  public init(kind: FrameKind, meta: FrameMeta, parts: PayloadParts = []) {
     self.kind = kind
     self.meta = meta
     self.parts = parts
@@ -77,7 +77,11 @@ public struct Frame: Sendable {
     self.receipt = nil
   }
 
-  private static func count(_ parts: [Payload]) -> Int { parts.reduce(0) { $0 + $1.count } }
+  public init(kind: FrameKind, meta: FrameMeta, parts: [Payload]) {
+    self.init(kind: kind, meta: meta, parts: PayloadParts(parts))
+  }
+
+  private static func count(_ parts: PayloadParts) -> Int { parts.reduce(0) { $0 + $1.count } }
 
   public static func seriesStart(
     _ series: Int, id: UInt64 = 0, header: Payload? = nil, attributes: [String: String] = [:]

@@ -112,7 +112,9 @@ struct PremadeSource: StageBody {
       id += 1
       var meta = self.meta
       (meta.id, meta.series, meta.frame) = (id, 1, index)
-      guard context.emit(Frame(kind: .data, meta: meta, parts: [payloads[index % payloads.count]])) else {
+      guard
+        context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payloads[index % payloads.count])))
+      else {
         return
       }
     }

@@ -225,7 +225,7 @@ extension EigerStreamSource {
       var frame = Frame.seriesEnd(series.series, id: makeID(), frames: series.frames)
       frame.meta.createdNanos = wallNanos()
       if let message {
-        frame.parts = message.parts
+        frame.parts = PayloadParts(message.parts)
         frame.meta.contentType = message.contentType
       }
       if synthetic { frame.meta.attributes["synthetic"] = "true" }

@@ -144,7 +144,7 @@ extension GenerateSource {
           id: id, series: series, frame: inSeries, name: frameName,
           createdNanos: wallNanos(),
           shape: shape, dtype: shape == nil ? nil : dtype, attributes: attributes)
-        guard context.emit(Frame(kind: .data, meta: meta, parts: [payload])) else { return }
+        guard context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payload))) else { return }
         made += 1
         inSeries += 1
         if let framesPerSeries, inSeries >= framesPerSeries {
