@@ -95,19 +95,6 @@ final class ConditionLock: @unchecked Sendable {
   /// times, then yields the core (on a machine with fewer cores than stages the
   /// thread that would signal may need it).
   static let spinRounds = 24
-  /// Spinning ends after this long in any case.
-  static let spinNanos: UInt64 = 50_000
-  /// Until when (CLOCK_MONOTONIC nanoseconds) waiters do not yield. On a machine
-  /// busy with other processes one `sched_yield` can hand the core away for a
-  /// whole time slice, so every hand-over on a full edge took milliseconds
-  /// (`hidra-bench handover`: 10,000 frames through a 4-frame edge took 1.5-5.6 s
-  /// next to three busy processes, against 0.003-0.009 s idle). A yield that took
-  /// that long stops yielding, process-wide, for a while (0.01-0.12 s then);
-  /// without yields a waiter only watches for a few microseconds before it sleeps.
-  static let yieldsCostlyUntil = Atomic<UInt64>(0)
-  static let costlyYieldNanos: UInt64 = 1_500_000
-  static let noYieldPeriodNanos: UInt64 = 200_000_000
-  static let watchWithoutYieldNanos: UInt64 = 2_000
 
   /// Releases the lock, watches `version` for a change, and takes the lock again.
   /// True when it changed (a signal came). The last look is taken with the lock
@@ -117,23 +104,12 @@ final class ConditionLock: @unchecked Sendable {
     let seen = version.load(ordering: .acquiring)
     pthread_mutex_unlock(mutex)
     var changed = false
-    let start = monotonicNanos()
-    let mayYield = start >= Self.yieldsCostlyUntil.load(ordering: .relaxed)
-    let deadline = start + (mayYield ? Self.spinNanos : Self.watchWithoutYieldNanos)
-    watching: for _ in 0..<Self.spinRounds {
+    rounds: for _ in 0..<Self.spinRounds {
       for _ in 0..<64 where version.load(ordering: .acquiring) != seen {
         changed = true
-        break watching
+        break rounds
       }
-      let now = monotonicNanos()
-      if now > deadline { break }
-      guard mayYield else { continue }
       sched_yield()
-      let after = monotonicNanos()
-      if after - now > Self.costlyYieldNanos {
-        Self.yieldsCostlyUntil.store(after + Self.noYieldPeriodNanos, ordering: .relaxed)
-        break
-      }
     }
     pthread_mutex_lock(mutex)
     return changed || version.load(ordering: .acquiring) != seen

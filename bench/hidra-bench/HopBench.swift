@@ -98,7 +98,7 @@ func benchHop() {
 // processes (children of this executable that only spin, one more than there are
 // cores). Baseline: the same run on the idle machine. A waiter that yields its
 // core while it waits for a signal can lose it for a whole time slice to a busy
-// process; this is the case that showed it.
+// process; this is the case that shows it (an open problem, bench/README.md).
 
 /// Sends `count` small data frames through a guaranteed edge of 4 frames from one
 /// thread to another; returns seconds.
@@ -163,7 +163,5 @@ func benchHandover() {
       fixed(worstLoaded / bestIdle, 1),
     ],
   ])
-  print(
-    "  loaded/idle: how much longer the worst loaded run took; before waiters stopped yielding under load, the loaded runs took 1.5-5.6 s"
-  )
+  print("  loaded/idle: how much longer the worst loaded run took (an open problem: see bench/README.md)")
 }
