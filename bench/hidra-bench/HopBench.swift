@@ -15,33 +15,11 @@ import HidraRuntime
 import ZeroMQ
 
 func rawEmptyMessages(_ count: Int) -> Moved {
-  let context = try! ZMQContext(ioThreads: 1)
-  let pull = try! Socket(.pull, context: context)
-  try! pull.setOption(.receiveHighWaterMark, 512)
-  try! pull.bind("inproc://raw-hop")
-  let push = try! Socket(.push, context: context)
-  try! push.setOption(.sendHighWaterMark, 512)
-  try! push.connect("inproc://raw-hop")
-  let handoff = SocketHandoff(push)
-  let finished = DispatchSemaphore(value: 0)
-  let start = monotonicNanos()
-  let cpuStart = processCPUSeconds()
-  let producer = Thread {
-    let socket = handoff.socket.take()!
-    for _ in 0..<count { try! socket.send(Message()) }
-    socket.close()
-    finished.signal()
-  }
-  producer.start()
   var received = 0
-  for _ in 0..<count {
-    _ = try! pull.receive()
-    received += 1
-  }
-  let seconds = Double(monotonicNanos() - start) / 1e9
-  finished.wait()
+  let (seconds, cpuSeconds) = rawPushPull(
+    frames: count, highWaterMark: 512, make: { _ in Message() }, receive: { _ in received += 1 })
   precondition(received == count, "raw libzmq lost messages")
-  return Moved(frames: count, bytes: 0, seconds: seconds, cpuSeconds: processCPUSeconds() - cpuStart)
+  return Moved(frames: count, bytes: 0, seconds: seconds, cpuSeconds: cpuSeconds)
 }
 
 func benchHop() {

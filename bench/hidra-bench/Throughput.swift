@@ -57,42 +57,57 @@ func frameCount(size: Int, volume: Int, minFrames: Int, maxFrames: Int) -> Int {
 /// frames (1024 frames or 1 GiB, whichever is less), split between the two ends'
 /// high-water marks: the baseline may buffer as much as Hidra's edge, no more.
 func rawZMQ(size: Int, frames: Int, content: GeneratedContent, hash: Bool = false) -> Moved {
+  var bytes = 0
+  var digests: UInt64 = 0
+  let (seconds, cpuSeconds) = rawPushPull(
+    frames: frames, highWaterMark: Int32(max(2, min(1024, (1 << 30) / size)) / 2),
+    make: { frame in
+      var message = Message(uninitializedCount: size)
+      message.withUnsafeMutableBytes { content.fill($0, series: 1, frame: frame) }
+      return message
+    },
+    receive: { message in
+      bytes += message.count
+      if hash { digests ^= message.withUnsafeBytes { hidra_xxh3_64($0.baseAddress, $0.count) } }
+    })
+  if digests == 0x5eed { print("", terminator: "") }  // keeps the hashing
+  precondition(bytes == frames * size, "raw libzmq lost bytes: \(bytes) of \(frames * size)")
+  return Moved(frames: frames, bytes: bytes, seconds: seconds, cpuSeconds: cpuSeconds)
+}
+
+/// libzmq PUSH -> PULL over inproc between two threads: the producer thread
+/// sends `make(i)` for every i below `frames`, this thread receives them all and
+/// hands each to `receive`. Returns the wall time (from the producer's start to
+/// the last message) and the process's CPU time.
+func rawPushPull(
+  frames: Int, highWaterMark: Int32, make: @escaping @Sendable (Int) -> Message,
+  receive: (borrowing Message) -> Void
+) -> (seconds: Double, cpuSeconds: Double) {
   let context = try! ZMQContext(ioThreads: 1)
-  let bound = max(2, min(1024, (1 << 30) / size))
   let pull = try! Socket(.pull, context: context)
-  try! pull.setOption(.receiveHighWaterMark, Int32(bound / 2))
-  try! pull.bind("inproc://raw-throughput")
+  try! pull.setOption(.receiveHighWaterMark, highWaterMark)
+  try! pull.bind("inproc://raw-push-pull")
   let push = try! Socket(.push, context: context)
-  try! push.setOption(.sendHighWaterMark, Int32(bound / 2))
-  try! push.connect("inproc://raw-throughput")
+  try! push.setOption(.sendHighWaterMark, highWaterMark)
+  try! push.connect("inproc://raw-push-pull")
   let handoff = SocketHandoff(push)
   let finished = DispatchSemaphore(value: 0)
   let start = monotonicNanos()
   let cpuStart = processCPUSeconds()
   let producer = Thread {
     let socket = handoff.socket.take()!
-    for frame in 0..<frames {
-      var message = Message(uninitializedCount: size)
-      message.withUnsafeMutableBytes { content.fill($0, series: 1, frame: frame) }
-      try! socket.send(message)
-    }
+    for frame in 0..<frames { try! socket.send(make(frame)) }
     socket.close()
     finished.signal()
   }
   producer.start()
-  var bytes = 0
-  var digests: UInt64 = 0
   for _ in 0..<frames {
     let message = try! pull.receive()
-    bytes += message.count
-    if hash { digests ^= message.withUnsafeBytes { hidra_xxh3_64($0.baseAddress, $0.count) } }
+    receive(message)
   }
   let seconds = Double(monotonicNanos() - start) / 1e9
   finished.wait()
-  let cpuSeconds = processCPUSeconds() - cpuStart
-  if digests == 0x5eed { print("", terminator: "") }  // keeps the hashing
-  precondition(bytes == frames * size, "raw libzmq lost bytes: \(bytes) of \(frames * size)")
-  return Moved(frames: frames, bytes: bytes, seconds: seconds, cpuSeconds: cpuSeconds)
+  return (seconds, processCPUSeconds() - cpuStart)
 }
 
 /// Graph A: generate -> checksum(xxh3) -> count.
