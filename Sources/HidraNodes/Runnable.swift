@@ -21,9 +21,7 @@ public struct NodeRuntime: StageFactory {
     "eiger-filewriter": { node, _ in EigerFileWriterSource.Body(node: node) },
   ]
 
-  public func isFusable(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.fusable?(node) ?? false }
-  public func touchesPayload(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.touchesPayload ?? false }
-  public func canWait(_ node: Node) -> Bool { NodeTypes.catalog[node.type]?.canWait ?? false }
+  public var catalog: NodeCatalog? { NodeTypes.catalog }
 
   /// Call when the run is over (every stage exited) and before the process exits:
   /// waits until ZeroMQ has sent what forwards handed it (up to their linger).

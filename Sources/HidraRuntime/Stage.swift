@@ -39,6 +39,10 @@ public protocol StageFactory: Sendable {
   func unsupportedReason(for node: Node) -> String?
   /// Makes the body for `node`, on the stage's own thread.
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody
+  /// The declarations of the node types this factory runs. By default the
+  /// scheduling traits below come from there, so a factory that adds node types
+  /// to the real ones only names a catalog that holds both.
+  var catalog: NodeCatalog? { get }
   /// Whether `node` may run fused on its producer's thread; its body must then
   /// be a `FrameTransform`.
   func isFusable(_ node: Node) -> Bool
@@ -49,9 +53,10 @@ public protocol StageFactory: Sendable {
 }
 
 extension StageFactory {
-  public func isFusable(_ node: Node) -> Bool { false }
-  public func touchesPayload(_ node: Node) -> Bool { false }
-  public func canWait(_ node: Node) -> Bool { false }
+  public var catalog: NodeCatalog? { nil }
+  public func isFusable(_ node: Node) -> Bool { catalog?[node.type]?.fusable?(node) ?? false }
+  public func touchesPayload(_ node: Node) -> Bool { catalog?[node.type]?.touchesPayload ?? false }
+  public func canWait(_ node: Node) -> Bool { catalog?[node.type]?.canWait ?? false }
 
   public func unsupportedReason(for node: Node) -> String? {
     runnableTypes.contains(node.type) ? nil : "type '\(node.type)' cannot run yet"

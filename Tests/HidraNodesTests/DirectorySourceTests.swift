@@ -437,9 +437,7 @@ struct PausingFactory: StageFactory {
   let pauses: [Int: Double]
   let real = NodeRuntime()
 
-  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
-  func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
-  func canWait(_ node: Node) -> Bool { real.canWait(node) }
+  var catalog: NodeCatalog? { Harness.catalog }
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 

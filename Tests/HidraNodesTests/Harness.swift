@@ -18,9 +18,7 @@ struct RecordingFactory: StageFactory {
   let recorder: Recorder
   let real = NodeRuntime()
 
-  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
-  func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
-  func canWait(_ node: Node) -> Bool { real.canWait(node) }
+  var catalog: NodeCatalog? { Harness.catalog }
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["record"]) }
 

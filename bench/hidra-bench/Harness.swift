@@ -31,7 +31,9 @@ enum HarnessNodes {
       OptionSpec(
         "hold", .boolean, default: "false",
         doc: "After the last frame, wait until the run is stopped before ending the series."),
-    ])
+    ],
+    // Synthetic, as `generate` is.
+    canWait: true)
 
   /// `stream`: `generate` as a source that cannot wait (a detector stream, say):
   /// the edges it feeds are not paced and fill up to their buffers.
@@ -50,10 +52,7 @@ enum HarnessNodes {
 struct HarnessFactory: StageFactory {
   let real = NodeRuntime()
 
-  func isFusable(_ node: Node) -> Bool { real.isFusable(node) }
-  func touchesPayload(_ node: Node) -> Bool { real.touchesPayload(node) }
-  /// `premade` is synthetic, as `generate` is.
-  func canWait(_ node: Node) -> Bool { node.type == "premade" || real.canWait(node) }
+  var catalog: NodeCatalog? { HarnessNodes.catalog }
   /// One tally per `count` node, by node name.
   let tallies: [String: Tally]
   /// The payloads every `premade` node sends, in turn.
