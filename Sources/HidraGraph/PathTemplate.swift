@@ -109,27 +109,125 @@ public struct PathTemplate: Sendable, Hashable {
     return .success(PathTemplate(segments: segments))
   }
 
+  /// A field's value: text, or a number (formatted and padded without making a
+  /// string of its own).
+  public enum FieldValue {
+    case text(String)
+    case integer(Int)
+  }
+
   /// Fills the template. `value` returns a field's text (numbers are padded here).
   public func render(_ value: (String) -> String) -> String {
+    render { .text(value($0)) }
+  }
+
+  /// Fills the template with text and numbers. Sources call this for every frame,
+  /// so the result is assembled in a buffer on the stack and becomes one string:
+  /// no string per number, per padding or per concatenation.
+  public func render(_ value: (String) -> FieldValue) -> String {
+    let rendered = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.stackBytes) { buffer in
+      var writer = ByteWriter(buffer: buffer)
+      for segment in segments {
+        switch segment {
+        case .literal(let text): writer.append(text)
+        case .field(let name, let width, let zeroPad):
+          switch value(name) {
+          case .integer(let number): writer.append(number, width: width, zeroPad: zeroPad)
+          case .text(let text): writer.append(text, width: width, zeroPad: zeroPad)
+          }
+        }
+      }
+      return writer.overflowed ? nil : String(decoding: buffer[..<writer.count], as: UTF8.self)
+    }
+    return rendered ?? renderAsStrings(value)
+  }
+
+  /// Names longer than this are put together as strings.
+  private static let stackBytes = 512
+
+  private func renderAsStrings(_ value: (String) -> FieldValue) -> String {
     var output = ""
     for segment in segments {
       switch segment {
       case .literal(let text): output += text
       case .field(let name, let width, let zeroPad):
-        let text = value(name)
-        if text.count < width {
-          let pad = String(repeating: zeroPad ? "0" : " ", count: width - text.count)
-          if zeroPad, text.hasPrefix("-") {
-            output += "-" + pad + text.dropFirst()
-          } else {
-            output += pad + text
-          }
-        } else {
-          output += text
+        let text: String
+        switch value(name) {
+        case .integer(let number): text = String(number)
+        case .text(let string): text = string
         }
+        output += Self.padded(text, width: width, zeroPad: zeroPad)
       }
     }
     return output
+  }
+
+  /// `text` padded on the left to `width` characters, with spaces or zeros; zeros
+  /// go after a leading minus sign.
+  static func padded(_ text: String, width: Int, zeroPad: Bool) -> String {
+    guard text.count < width else { return text }
+    let pad = String(repeating: zeroPad ? "0" : " ", count: width - text.count)
+    return zeroPad && text.hasPrefix("-") ? "-" + pad + text.dropFirst() : pad + text
+  }
+
+  /// Appends UTF-8 to a fixed buffer, remembering whether it ran out of room.
+  private struct ByteWriter {
+    let buffer: UnsafeMutableBufferPointer<UInt8>
+    var count = 0
+    var overflowed = false
+
+    mutating func append(_ byte: UInt8) {
+      guard count < buffer.count else {
+        overflowed = true
+        return
+      }
+      buffer[count] = byte
+      count += 1
+    }
+
+    mutating func append(_ text: String) {
+      var text = text
+      text.withUTF8 { bytes in
+        guard let source = bytes.baseAddress else { return }
+        guard count + bytes.count <= buffer.count else {
+          overflowed = true
+          return
+        }
+        (buffer.baseAddress! + count).update(from: source, count: bytes.count)
+        count += bytes.count
+      }
+    }
+
+    mutating func append(_ text: String, width: Int, zeroPad: Bool) {
+      if width == 0 || text.count >= width {
+        append(text)
+      } else {
+        append(PathTemplate.padded(text, width: width, zeroPad: zeroPad))
+      }
+    }
+
+    /// A decimal number, padded as `padded` pads its text.
+    mutating func append(_ number: Int, width: Int, zeroPad: Bool) {
+      var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: any Int's digits
+      let length = withUnsafeMutableBytes(of: &digits) { bytes in
+        var magnitude = number.magnitude
+        var index = bytes.count
+        repeat {
+          index -= 1
+          bytes[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+          magnitude /= 10
+        } while magnitude > 0
+        return bytes.count - index
+      }
+      let negative = number < 0
+      let pad = max(0, width - length - (negative ? 1 : 0))
+      if negative && zeroPad { append(UInt8(ascii: "-")) }
+      for _ in 0..<pad { append(zeroPad ? UInt8(ascii: "0") : UInt8(ascii: " ")) }
+      if negative && !zeroPad { append(UInt8(ascii: "-")) }
+      withUnsafeBytes(of: &digits) { bytes in
+        for byte in bytes[(bytes.count - length)...] { append(byte) }
+      }
+    }
   }
 }
 

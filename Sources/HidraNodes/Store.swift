@@ -250,20 +250,20 @@ extension StoreNode {
         date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
         time = "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
       }
-      let rendered = template.render { field in
+      let rendered = template.render { field -> PathTemplate.FieldValue in
         switch field {
-        case "series": return String(frame.meta.series)
-        case "frame": return String(frame.meta.frame)
-        case "name": return base
-        case "relpath": return name
-        case "stem": return dot.map { String(base[..<$0]) } ?? base
-        case "ext": return dot.map { String(base[base.index(after: $0)...]) } ?? ""
-        case "date": return date
-        case "time": return time
-        case "host": return host
-        case "graph": return graphName
-        case "node": return nodeName
-        default: return frame.meta.attributes[String(field.dropFirst("attr.".count))] ?? ""
+        case "series": return .integer(frame.meta.series)
+        case "frame": return .integer(frame.meta.frame)
+        case "name": return .text(base)
+        case "relpath": return .text(name)
+        case "stem": return .text(dot.map { String(base[..<$0]) } ?? base)
+        case "ext": return .text(dot.map { String(base[base.index(after: $0)...]) } ?? "")
+        case "date": return .text(date)
+        case "time": return .text(time)
+        case "host": return .text(host)
+        case "graph": return .text(graphName)
+        case "node": return .text(nodeName)
+        default: return .text(frame.meta.attributes[String(field.dropFirst("attr.".count))] ?? "")
         }
       }
       // Split at the byte '/', as the kernel does (a '/' that Swift's String

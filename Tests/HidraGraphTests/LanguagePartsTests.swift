@@ -108,6 +108,33 @@ import Testing
     #expect(spaced.render { _ in "5" } == "   5|{x}")
   }
 
+  @Test(
+    "numbers render as their text would, padded the same way",
+    arguments: [0, 7, 42, 123_456, 9_999_999, -3, -42, Int.max, Int.min])
+  func rendersNumbersAsText(number: Int) throws {
+    for template in ["{frame}", "{frame:06}", "{frame:4}", "{frame:1}", "s{series:03}/{frame:06}.raw"] {
+      let parsed = try PathTemplate.parse(template, allowed: fields, attributes: false).get()
+      let asNumber = parsed.render { _ -> PathTemplate.FieldValue in .integer(number) }
+      #expect(asNumber == parsed.render { _ in String(number) }, "\(template) with \(number)")
+    }
+    let zeroPadded = try PathTemplate.parse("{frame:06}", allowed: fields, attributes: false).get()
+    #expect(zeroPadded.render { _ in "-42" } == "-00042", "zeros go after the sign")
+  }
+
+  @Test func rendersNamesLongerThanTheStackBuffer() throws {
+    let template = try PathTemplate.parse("{name}/{frame:08}_{name}", allowed: fields, attributes: false)
+      .get()
+    let long = String(repeating: "ä", count: 300)  // 600 bytes of UTF-8
+    let rendered = template.render { field -> PathTemplate.FieldValue in
+      field == "frame" ? .integer(12) : .text(long)
+    }
+    #expect(rendered == long + "/00000012_" + long)
+    let padded = try PathTemplate.parse("{name:5}|", allowed: fields, attributes: false).get()
+    #expect(
+      padded.render { _ -> PathTemplate.FieldValue in .text("äb") } == "   äb|", "padding counts characters")
+    #expect(padded.render { _ -> PathTemplate.FieldValue in .text("") } == "     |")
+  }
+
   @Test func attributesOnlyWhenAllowed() {
     #expect((try? PathTemplate.parse("{attr.sample}", allowed: fields, attributes: true).get()) != nil)
     #expect((try? PathTemplate.parse("{attr.sample}", allowed: fields, attributes: false).get()) == nil)

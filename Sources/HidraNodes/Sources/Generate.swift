@@ -132,12 +132,12 @@ extension GenerateSource {
         if let interval { Self.sleep(until: start + UInt64(made) * interval) }
         let payload = Payload(count: size) { content.fill($0, series: series, frame: inSeries) }
         id += 1
-        let frameName = name.render { field in
+        let frameName = name.render { field -> PathTemplate.FieldValue in
           switch field {
-          case "series": return String(series)
-          case "frame": return String(inSeries)
-          case "graph": return graphName
-          default: return nodeName
+          case "series": return .integer(series)
+          case "frame": return .integer(inSeries)
+          case "graph": return .text(graphName)
+          default: return .text(nodeName)
           }
         }
         let meta = FrameMeta(
