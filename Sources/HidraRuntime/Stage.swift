@@ -25,7 +25,8 @@ public protocol FrameTransform: StageBody {
 extension FrameTransform {
   public mutating func run(_ context: StageContext) throws {
     while let frame = context.receive() {
-      if let out = transform(frame, context), !context.emit(out) { return }
+      // Moved on, not copied: a copy would retain every reference the frame holds.
+      if let out = transform(consume frame, context), !context.emit(out) { return }
     }
   }
 }
