@@ -1,12 +1,19 @@
 import HidraGraph
+import Synchronization
 
-/// The inputs of one consuming stage: one queue per edge, behind one lock.
+/// The inputs of one consuming stage: one queue per edge, and one lock to sleep on.
 ///
 /// Every edge keeps its own bounds and delivery mode; the consumer takes frames
-/// from all of them in turn. One lock per consumer (not per edge) lets the
-/// consumer sleep on a single condition however many inputs it has.
+/// from all of them in turn. Guaranteed and best-effort edges are lock-free
+/// (one producer, one consumer, see `EdgeQueue`): the lock is taken only to
+/// sleep and to wake a sleeper. A `latest` edge, whose producer evicts from the
+/// front of the queue the consumer reads, keeps its queue behind the lock. One
+/// lock per consumer (not per edge) lets the consumer sleep on a single
+/// condition however many inputs it has.
 public final class Inbox: @unchecked Sendable {
-  // @unchecked Sendable: every mutable field is guarded by `lock`.
+  // @unchecked Sendable: `queues`, `fastQueues` and `nextQueue` are changed
+  // before the stages start (`addEdge`) or by the consumer alone; the rest is
+  // atomics or guarded by `lock`.
   private let shared = Shared()
   var lock: ConditionLock { shared.lock }
   private(set) var queues: [EdgeQueue] = []
@@ -17,15 +24,22 @@ public final class Inbox: @unchecked Sendable {
   private let fastLock: Unmanaged<ConditionLock>
   private var fastQueues: [Unmanaged<EdgeQueue>] = []
   private var nextQueue = 0
+  /// Whether some edge keeps its queue behind the lock (a `latest` edge).
+  private var hasLockedQueues = false
 
   /// The lock and the state the edges need too. The edges hold it strongly
   /// rather than the inbox (which holds them): no cycle, and no unowned
   /// reference checked on every frame.
-  final class Shared: @unchecked Sendable {
-    // @unchecked Sendable: the flags are guarded by `lock`.
+  final class Shared: Sendable {
     let lock = ConditionLock()
-    var aborted = false
-    var consumerGone = false
+    /// Set once, with the lock held and the waiters signalled; read anywhere.
+    let aborted = Atomic<Bool>(false)
+    let consumerGone = Atomic<Bool>(false)
+
+    /// Whether sends on this inbox's edges fail: the run was aborted or the consumer has gone.
+    var isClosedForSends: Bool {
+      aborted.load(ordering: .relaxed) || consumerGone.load(ordering: .relaxed)
+    }
   }
 
   public init() { fastLock = Unmanaged.passUnretained(shared.lock) }
@@ -38,6 +52,7 @@ public final class Inbox: @unchecked Sendable {
     lock.withLock {
       queues.append(queue)
       fastQueues.append(Unmanaged.passUnretained(queue))
+      if !queue.isLockFree { hasLockedQueues = true }
     }
     return queue
   }
@@ -79,37 +94,65 @@ public final class Inbox: @unchecked Sendable {
     until deadline: UInt64?, max: Int, maxBytes: Int, _ append: (consuming Frame) -> Void
   ) -> Bool? {
     fastLock._withUnsafeGuaranteedRef { lock in
+      // Lock-free edges only: take what is there without the lock.
+      if !hasLockedQueues {
+        if shared.aborted.load(ordering: .relaxed) { return nil }
+        let (took, open) = take(max: max, maxBytes: maxBytes, lock, holdingLock: false, append)
+        if took { return true }
+        if !open { return nil }
+      }
       lock.lock()
       defer { lock.unlock() }
       while true {
-        if shared.aborted { return nil }
-        let (took, open) = takeLocked(max: max, maxBytes: maxBytes, lock, append)
+        if shared.aborted.load(ordering: .relaxed) { return nil }
+        let (took, open) = take(max: max, maxBytes: maxBytes, lock, holdingLock: true, append)
         if took { return true }
         if !open { return nil }
         if let deadline, monotonicNanos() >= deadline { return false }
-        lock.waitReadable(until: deadline)
+        lock.waitReadable(until: deadline) { self.lockFreeEdgeChanged() }
       }
     }
   }
 
+  /// Whether a lock-free edge has a frame or its end to give (sequentially
+  /// consistent: see `ConditionLock.waitReadable`).
+  private func lockFreeEdgeChanged() -> Bool {
+    for queue in fastQueues where queue._withUnsafeGuaranteedRef({ $0.hasNewsForConsumer }) { return true }
+    return false
+  }
+
   /// Moves up to `max` queued frames to `append`, starting with a different edge
   /// each time so a busy edge cannot starve the others. Returns whether any frame
-  /// was taken and whether any edge is still open or non-empty.
-  private func takeLocked(
-    max: Int, maxBytes: Int, _ lock: ConditionLock, _ append: (consuming Frame) -> Void
+  /// was taken and whether any edge is still open or non-empty. Edges behind the
+  /// lock are only read when `holdingLock`; until then they count as open.
+  private func take(
+    max: Int, maxBytes: Int, _ lock: ConditionLock, holdingLock: Bool, _ append: (consuming Frame) -> Void
   ) -> (took: Bool, open: Bool) {
     var taken = 0
     var open = false
     var bytes = 0
+    var tookLocked = false
+    var tookLockFree = false
     let count = fastQueues.count
     for step in 0..<count {
       let full = fastQueues[(nextQueue + step) % count]._withUnsafeGuaranteedRef { queue in
-        while taken < max, bytes < maxBytes, let frame = queue.popLocked() {
-          bytes += frame.byteCount
-          append(frame)
-          taken += 1
+        if queue.isLockFree {
+          let before = taken
+          if !queue.takeLockFree(max: max, maxBytes: maxBytes, taken: &taken, bytes: &bytes, append) {
+            open = true
+          }
+          if taken > before { tookLockFree = true }
+        } else if holdingLock {
+          while taken < max, bytes < maxBytes, let frame = queue.popLocked() {
+            bytes += frame.byteCount
+            append(frame)
+            taken += 1
+            tookLocked = true
+          }
+          if !queue.closed || !queue.isEmpty { open = true }
+        } else {
+          open = true
         }
-        if !queue.closed || !queue.isEmpty { open = true }
         return taken >= max || bytes >= maxBytes
       }
       if full {
@@ -118,7 +161,11 @@ public final class Inbox: @unchecked Sendable {
       }
     }
     if count > 0 { nextQueue = (nextQueue + 1) % count }
-    if taken > 0 { lock.signalWritable() }
+    if holdingLock {
+      if tookLocked || tookLockFree { lock.signalWritable() }
+    } else if tookLockFree {
+      lock.wakeWriterIfWaiting()
+    }
     return (taken > 0, open)
   }
 
@@ -126,10 +173,10 @@ public final class Inbox: @unchecked Sendable {
   /// sends stop waiting and report failure.
   public func detachConsumer() {
     lock.withLock {
-      guard !shared.consumerGone else { return }
-      shared.consumerGone = true
-      if !shared.aborted {
-        for queue in queues { queue.countLeftLocked(as: .closed) }
+      guard !shared.consumerGone.load(ordering: .relaxed) else { return }
+      shared.consumerGone.store(true, ordering: .sequentiallyConsistent)
+      if !shared.aborted.load(ordering: .relaxed) {
+        for queue in queues { queue.countLeft(as: .closed) }
       }
       lock.signalWritable()
     }
@@ -139,9 +186,9 @@ public final class Inbox: @unchecked Sendable {
   /// queued is counted as dropped (`aborted`) and left.
   public func abort() {
     lock.withLock {
-      guard !shared.aborted else { return }
-      shared.aborted = true
-      for queue in queues { queue.abortLocked() }
+      guard !shared.aborted.load(ordering: .relaxed) else { return }
+      shared.aborted.store(true, ordering: .sequentiallyConsistent)
+      for queue in queues { queue.countLeft(as: .aborted) }
       lock.signalReadable()
       lock.signalWritable()
     }
@@ -162,7 +209,8 @@ public enum SendResult: Sendable, Equatable {
 }
 
 /// One edge's queue, with its delivery mode, its frame and byte bounds, and its
-/// thinning. Frames are offered by exactly one producer.
+/// thinning. Frames are offered by exactly one producer at a time and taken by
+/// the inbox's one consumer.
 ///
 /// The rules, per `docs/qos.md`:
 /// - the queue is full when it holds `bufferFrames` data frames, or when the new
@@ -174,8 +222,20 @@ public enum SendResult: Sendable, Equatable {
 ///   new one fits;
 /// - control frames are always queued, never dropped, sampled or rate-limited,
 ///   and do not count against the bounds.
+///
+/// Guaranteed and best-effort edges are lock-free, one producer and one
+/// consumer (`FrameChunks`). The producer publishes how many frames it has
+/// written; the consumer publishes, once per batch, how many data frames and
+/// bytes it has taken; each side reads the other's totals only when its own
+/// idea of them says it must (the queue looks full, or empty), so in a steady
+/// stream the two cores share one cache line per frame and one per batch. The
+/// inbox's lock is taken only to sleep, and to wake a sleeper
+/// (`ConditionLock.waitReadable`). A `latest` edge keeps a `FrameRing` behind
+/// the inbox's lock: its producer evicts from the front the consumer reads.
 public final class EdgeQueue: @unchecked Sendable {
-  // @unchecked Sendable: every mutable field is guarded by `inbox.lock`.
+  // @unchecked Sendable: the producer's fields are touched by the one producing
+  // thread, the consumer's by the one consuming thread, the shared totals are
+  // atomics; a `latest` edge's queue is guarded by `inbox.lock`.
   let inbox: Inbox.Shared
   /// `inbox.lock`, used without reference counting: both threads of an edge
   /// would otherwise retain and release the lock object on every frame, and its
@@ -183,27 +243,68 @@ public final class EdgeQueue: @unchecked Sendable {
   private let lock: Unmanaged<ConditionLock>
   public let qos: EdgeQoS
   public let counters: EdgeCounters
-  private var queue = FrameRing()
-  private var dataFrames = 0
-  private var bytes = 0
-  private(set) var closed = false
-  private var sampleCount = 0
-  private var nextAllowedNanos: UInt64 = 0
+  /// Whether this edge is one of the lock-free kinds (not `latest`).
+  let isLockFree: Bool
   private let rateInterval: UInt64?
   /// The bytes queued beyond which the producer waits although the buffer has
   /// room, on a paced guaranteed edge; otherwise the buffer's own bound.
   private let waitBytes: UInt64
+
+  // The producer's side, written on every frame.
+  private let producerLine = CacheLinePadding()
+  private var writer: FrameChunks.Writer
+  private var sampleCount = 0
+  private var nextAllowedNanos: UInt64 = 0
+  /// Payload bytes of the data frames written.
+  private var writtenBytes = 0
+  /// The consumer's totals as last read.
+  private var seenTakenData = 0
+  private var seenTakenBytes = 0
+  /// Frames written (data and control): the consumer may read this many.
+  private let written = Atomic<Int>(0)
+  /// Data frames written (read by an abort, to count what is left).
+  private let writtenData = Atomic<Int>(0)
+  /// Set after the last frame is written.
+  private let closedFlag = Atomic<Bool>(false)
+
+  // The consumer's side, written on every frame.
+  private let consumerLine = CacheLinePadding()
+  private var reader: FrameChunks.Reader
+  private var read = 0
+  private var takenDataSoFar = 0
+  private var takenBytesSoFar = 0
+  /// Whether the consumer has seen this edge closed and drained.
+  private var sawEnd = false
+  /// Data frames and their bytes taken, published once per batch.
+  private let takenData = Atomic<Int>(0)
+  private let takenBytes = Atomic<Int>(0)
+
+  private let sharedLine = CacheLinePadding()
+  /// The chunk the consumer hands back to the producer.
+  private let spare = FrameChunks.Spare(nil)
+
+  // A `latest` edge's queue, guarded by the inbox's lock.
+  private var queue = FrameRing()
+  private var dataFrames = 0
+  private var bytes = 0
+  private(set) var closed = false
 
   init(inbox: Inbox.Shared, qos: EdgeQoS, counters: EdgeCounters, paceBytes: Int? = nil) {
     self.inbox = inbox
     self.lock = Unmanaged.passUnretained(inbox.lock)
     self.qos = qos
     self.counters = counters
+    self.isLockFree = qos.delivery != .latest
     self.waitBytes =
       qos.delivery == .guaranteed
       ? min(qos.bufferBytes, paceBytes.map { UInt64($0) } ?? .max) : qos.bufferBytes
     // At most one frame a year keeps the arithmetic far from overflowing.
     self.rateInterval = qos.maxRate.map { UInt64(min(1e9 / $0, 3.2e16)) }
+    (writer, reader) = FrameChunks.make()
+  }
+
+  deinit {
+    reader.free(remaining: written.load(ordering: .acquiring) - read, spare: spare)
   }
 
   var isEmpty: Bool { queue.isEmpty }
@@ -217,24 +318,26 @@ public final class EdgeQueue: @unchecked Sendable {
   /// use of a frame hands over the references it holds.
   @discardableResult
   public func send(_ frame: consuming Frame) -> SendResult {
+    guard isLockFree else { return sendLocked(frame) }
+    if inbox.isClosedForSends { return .closed }
     let size = frame.byteCount
-    let isData = frame.kind == .data
-    let inbox = self.inbox
-    lock._withUnsafeGuaranteedRef { $0.lock() }
-    defer { lock._withUnsafeGuaranteedRef { $0.unlock() } }
-    if inbox.aborted || inbox.consumerGone { return .closed }
-    let result = isData ? admitLocked(size: size) : .queued
-    switch result {
-    case .queued, .queuedDroppingOldest: appendLocked(frame, size: size, isData: isData)
-    case .dropped, .closed: break
+    if frame.kind == .data {
+      let result = admitLockFree(size: size)
+      guard result == .queued else { return result }
+      writtenData.bump()
+      writtenBytes += size
     }
-    return result
+    writer.push(frame, spare: spare)
+    counters.enqueued.bump()
+    counters.enqueuedBytes.bump(size)
+    written.store(written.load(ordering: .relaxed) + 1, ordering: .sequentiallyConsistent)
+    lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
+    return .queued
   }
 
-  /// Applies the edge's thinning and delivery mode to a data frame of `size`
-  /// bytes about to be queued (waiting for room on a guaranteed edge, evicting on
-  /// a latest one): whether and how it may be queued.
-  private func admitLocked(size: Int) -> SendResult {
+  /// Thinning (sample, rate), applied to every data frame offered: nil when it
+  /// passes, else why it was dropped.
+  private func thin() -> SendResult? {
     counters.offered.bump()
     if qos.sampleEvery > 1 {
       defer { sampleCount += 1 }
@@ -254,50 +357,162 @@ public final class EdgeQueue: @unchecked Sendable {
       let base = now - nextAllowedNanos > interval ? now : nextAllowedNanos
       nextAllowedNanos = base + interval
     }
+    return nil
+  }
+
+  // MARK: - Lock-free edges (guaranteed, best-effort): the producer's side
+
+  /// Applies thinning and the delivery mode to a data frame of `size` bytes
+  /// about to be written, waiting for room on a guaranteed edge.
+  private func admitLockFree(size: Int) -> SendResult {
+    if let thinned = thin() { return thinned }
     switch qos.delivery {
     case .guaranteed:
-      guard isFullLocked(adding: size, bytesBound: waitBytes) else { return .queued }
-      let start = monotonicNanos()
-      defer { counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed) }
-      while isFullLocked(adding: size, bytesBound: waitBytes) {
-        if inbox.aborted || inbox.consumerGone {
-          // Offered but never queued: say where it went.
-          counters.countDrop(inbox.aborted ? .aborted : .closed)
-          return .closed
-        }
-        lock._withUnsafeGuaranteedRef { $0.waitWritable() }
-      }
-      return .queued
+      guard isFull(adding: size, bytesBound: waitBytes) else { return .queued }
+      return waitForRoom(size: size)
     case .bestEffort:
-      guard isFullLocked(adding: size) else { return .queued }
+      guard isFull(adding: size, bytesBound: qos.bufferBytes) else { return .queued }
       counters.countDrop(.full)
       return .dropped(.full)
     case .latest:
-      var result = SendResult.queued
-      while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.kind == .data }) {
-        let evicted = queue.remove(at: index)
-        dataFrames -= 1
-        bytes -= evicted.byteCount
-        counters.evicted.bump()
-        counters.evictedBytes.bump(evicted.byteCount)
-        counters.countDrop(.oldest)
-        result = .queuedDroppingOldest
-      }
-      return result
+      preconditionFailure("a latest edge is not lock-free")
     }
+  }
+
+  /// Whether a data frame of `size` bytes must wait (or be dropped), by the
+  /// consumer's totals as last read; if so, reads them again and answers by those.
+  private func isFull(adding size: Int, bytesBound: UInt64) -> Bool {
+    guard isFullBySeen(adding: size, bytesBound: bytesBound) else { return false }
+    readConsumerTotals()
+    return isFullBySeen(adding: size, bytesBound: bytesBound)
+  }
+
+  private func isFullBySeen(adding size: Int, bytesBound: UInt64) -> Bool {
+    let queued = writtenData.load(ordering: .relaxed) - seenTakenData
+    guard queued > 0 else { return false }
+    return queued >= qos.bufferFrames || UInt64(writtenBytes - seenTakenBytes + size) > bytesBound
+  }
+
+  /// Sequentially consistent, for the wait's last look (`ConditionLock.waitWritable`).
+  private func readConsumerTotals() {
+    seenTakenData = takenData.load(ordering: .sequentiallyConsistent)
+    seenTakenBytes = takenBytes.load(ordering: .sequentiallyConsistent)
+  }
+
+  /// Waits until a data frame of `size` bytes fits (guaranteed edge), or the run
+  /// ends for this edge.
+  private func waitForRoom(size: Int) -> SendResult {
+    let start = monotonicNanos()
+    defer { counters.blockedNanos.add(Int(monotonicNanos() - start), ordering: .relaxed) }
+    let inbox = self.inbox
+    return lock._withUnsafeGuaranteedRef { lock in
+      lock.lock()
+      defer { lock.unlock() }
+      while isFull(adding: size, bytesBound: waitBytes) {
+        if inbox.isClosedForSends {
+          // Offered but never queued: say where it went.
+          counters.countDrop(inbox.aborted.load(ordering: .relaxed) ? .aborted : .closed)
+          return .closed
+        }
+        lock.waitWritable { !self.isFull(adding: size, bytesBound: self.waitBytes) }
+      }
+      return .queued
+    }
+  }
+
+  // MARK: - Lock-free edges: the consumer's side
+
+  /// Moves frames to `append` while `taken < max` and `bytes < maxBytes`,
+  /// counting them into both. Returns true when the edge is closed and every
+  /// frame has been taken.
+  func takeLockFree(
+    max: Int, maxBytes: Int, taken: inout Int, bytes: inout Int, _ append: (consuming Frame) -> Void
+  ) -> Bool {
+    // Closed first: once closed, what was written before is all there is.
+    let isClosed = closedFlag.load(ordering: .acquiring)
+    let available = written.load(ordering: .acquiring) - read
+    var moved = 0
+    var movedData = false
+    while moved < available, taken < max, bytes < maxBytes {
+      let frame = reader.pop(spare: spare)
+      let size = frame.byteCount
+      if frame.kind == .data {
+        takenDataSoFar += 1
+        takenBytesSoFar += size
+        movedData = true
+        counters.deliveredData.bump()
+      }
+      counters.delivered.bump()
+      counters.deliveredBytes.bump(size)
+      moved += 1
+      taken += 1
+      bytes += size
+      append(frame)
+    }
+    read += moved
+    if movedData {
+      takenBytes.store(takenBytesSoFar, ordering: .sequentiallyConsistent)
+      takenData.store(takenDataSoFar, ordering: .sequentiallyConsistent)
+    }
+    let ended = isClosed && moved == available
+    if ended { sawEnd = true }
+    return ended
+  }
+
+  /// Whether the consumer has something new here: a frame, or the edge's end
+  /// (sequentially consistent, for the wait's last look).
+  var hasNewsForConsumer: Bool {
+    guard isLockFree else { return false }
+    if closedFlag.load(ordering: .sequentiallyConsistent) && !sawEnd { return true }
+    return written.load(ordering: .sequentiallyConsistent) != read
+  }
+
+  // MARK: - Latest edges, behind the lock
+
+  private func sendLocked(_ frame: consuming Frame) -> SendResult {
+    let size = frame.byteCount
+    let isData = frame.kind == .data
+    let inbox = self.inbox
+    lock._withUnsafeGuaranteedRef { $0.lock() }
+    defer { lock._withUnsafeGuaranteedRef { $0.unlock() } }
+    if inbox.isClosedForSends { return .closed }
+    let result = isData ? evictLocked(size: size) : .queued
+    switch result {
+    case .queued, .queuedDroppingOldest: appendLocked(frame, size: size, isData: isData)
+    case .dropped, .closed: break
+    }
+    return result
+  }
+
+  /// Applies thinning to a data frame of `size` bytes, then evicts the oldest
+  /// data frames until it fits.
+  private func evictLocked(size: Int) -> SendResult {
+    if let thinned = thin() { return thinned }
+    var result = SendResult.queued
+    while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.kind == .data }) {
+      let evicted = queue.remove(at: index)
+      dataFrames -= 1
+      bytes -= evicted.byteCount
+      counters.evicted.bump()
+      counters.evictedBytes.bump(evicted.byteCount)
+      counters.countDrop(.oldest)
+      result = .queuedDroppingOldest
+    }
+    return result
   }
 
   /// The producer is done: once the queue is empty the consumer sees its end.
   public func close() {
+    if isLockFree { closedFlag.store(true, ordering: .sequentiallyConsistent) }
     inbox.lock.withLock {
       closed = true
       inbox.lock.signalReadable()
     }
   }
 
-  private func isFullLocked(adding size: Int, bytesBound: UInt64? = nil) -> Bool {
+  private func isFullLocked(adding size: Int) -> Bool {
     guard dataFrames > 0 else { return false }
-    return dataFrames >= qos.bufferFrames || UInt64(bytes + size) > bytesBound ?? qos.bufferBytes
+    return dataFrames >= qos.bufferFrames || UInt64(bytes + size) > qos.bufferBytes
   }
 
   private func appendLocked(_ frame: consuming Frame, size: Int, isData: Bool) {
@@ -324,12 +539,14 @@ public final class EdgeQueue: @unchecked Sendable {
     return frame
   }
 
-  func abortLocked() { countLeftLocked(as: .aborted) }
-
   /// Counts the data frames still queued as dropped for `reason` (they stay in
-  /// the queue, so the summary's 'left' column shows them too).
-  func countLeftLocked(as reason: DropReason) {
-    let left = queue.count { $0.kind == .data }
+  /// the queue, so the summary's 'left' column shows them too). With the lock held.
+  func countLeft(as reason: DropReason) {
+    let left =
+      isLockFree
+      ? writtenData.load(ordering: .sequentiallyConsistent)
+        - takenData.load(ordering: .sequentiallyConsistent)
+      : queue.count { $0.kind == .data }
     if left > 0 { counters.countDrop(reason, left) }
   }
 }

@@ -641,4 +641,120 @@ struct EdgeQueueTests {
     }
     #expect(batches == [[0], [1], [2]], "a frame larger than maxBytes moves on its own")
   }
+
+  // MARK: - Both sides at once (lock-free edges)
+
+  /// Runs `count` data frames (a series around them) from a producer thread
+  /// through `edge` to this thread, taking batches of at most `max`, while both
+  /// run at once; returns the data indices in the order received and whether
+  /// the input ended after the series end.
+  static func stream(
+    _ count: Int, through edge: EdgeQueue, of inbox: Inbox, max: Int = 64
+  ) -> (indices: [Int], results: [SendResult], ended: Bool) {
+    let results = Box<[SendResult]>([])
+    let producer = Worker {
+      var sent: [SendResult] = [edge.send(.seriesStart(1))]
+      sent.reserveCapacity(count + 2)
+      for index in 0..<count { sent.append(edge.send(dataFrame(index))) }
+      sent.append(edge.send(.seriesEnd(1, frames: count)))
+      edge.close()
+      results.set(sent)
+    }
+    let taken = within(60, aborting: [inbox]) { () -> ([Int], Bool) in
+      var indices: [Int] = []
+      var sawEnd = false
+      var frames: [Frame] = []
+      while inbox.receive(into: &frames, max: max) {
+        for frame in frames {
+          if frame.kind == .seriesEnd { sawEnd = true }
+          if let index = stampedIndex(frame) { indices.append(index) }
+        }
+        frames.removeAll(keepingCapacity: true)
+      }
+      return (indices, sawEnd)
+    }
+    #expect(producer.join(seconds: 60))
+    return (taken?.0 ?? [], results.get(), taken?.1 ?? false)
+  }
+
+  @Test(
+    "guaranteed, both sides at once: every frame arrives once and in order, across many chunks",
+    arguments: [1, 4, 1024])
+  func guaranteedConcurrentStream(bufferFrames: Int) {
+    let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: .guaranteed, bufferFrames: bufferFrames))
+    let count = 50_000  // about 390 chunks of 128 slots
+    let (indices, results, ended) = Self.stream(count, through: edge, of: inbox, max: 7)
+    #expect(ended)
+    #expect(indices == Array(0..<count))
+    #expect(results.allSatisfy { $0 == .queued })
+    #expect(counters.deliveredData.load(ordering: .relaxed) == count)
+    #expect(counters.queuedFrames == 0)
+    #expect(counters.totalDroppedForTest == 0)
+  }
+
+  @Test("best-effort, both sides at once: offered = delivered + dropped, and what arrives is in order")
+  func bestEffortConcurrentStream() {
+    let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: .bestEffort, bufferFrames: 8))
+    let count = 50_000
+    let (indices, results, ended) = Self.stream(count, through: edge, of: inbox, max: 3)
+    #expect(ended, "the series end is never dropped")
+    #expect(indices == indices.sorted() && Set(indices).count == indices.count)
+    let dropped = results.filter { $0 == .dropped(.full) }.count
+    #expect(indices.count + dropped == count)
+    #expect(counters.dropped(.full) == dropped)
+    #expect(counters.deliveredData.load(ordering: .relaxed) == indices.count)
+    #expect(counters.offered.load(ordering: .relaxed) == count)
+  }
+
+  @Test("best-effort: control frames beyond a chunk's slots are kept while the data buffer is full")
+  func controlFramesBeyondOneChunk() {
+    let (inbox, edge, counters) = Self.edge(EdgeQoS(delivery: .bestEffort, bufferFrames: 2))
+    // Two data frames fill the buffer; 1000 one-frame series follow (each a
+    // start, a dropped data frame and an end): 2000 control frames, far more
+    // than one chunk holds, all queued without waiting.
+    var frames = [Frame.seriesStart(0), dataFrame(0), dataFrame(1), .seriesEnd(0, frames: 2)]
+    for series in 1...1000 {
+      frames += [.seriesStart(series), dataFrame(series + 1, series: series), .seriesEnd(series, frames: 1)]
+    }
+    let results = sendAll(edge, frames, inbox: inbox)
+    #expect(results.filter { $0 == .dropped(.full) }.count == 1000)
+    #expect(counters.queuedFrames == 2004)
+    edge.close()
+    var received: [Frame] = []
+    while let next = receiveWithin(inbox, max: 100), next.more { received += next.frames }
+    #expect(received.count == 2004)
+    #expect(dataIndices(received) == [0, 1])
+    #expect(received.filter { $0.kind == .seriesStart }.map(\.meta.series) == Array(0...1000))
+  }
+
+  @Test("a consumer that sleeps between bursts is woken for each, without losing a frame")
+  func sleepingConsumerWokenPerBurst() {
+    let (inbox, edge, _) = Self.edge(EdgeQoS(delivery: .guaranteed, bufferFrames: 16))
+    let received = Box<[Int]>([])
+    let consumer = Worker {
+      var all: [Int] = []
+      var frames: [Frame] = []
+      while inbox.receive(into: &frames) {
+        all += dataIndices(frames)
+        frames.removeAll()
+      }
+      received.set(all)
+    }
+    // Pauses long enough that the consumer has stopped napping and sleeps.
+    for burst in 0..<5 {
+      Thread.sleep(forTimeInterval: 0.02)
+      let sent = sendAll(edge, (0..<10).map { dataFrame(burst * 10 + $0) }, inbox: inbox)
+      #expect(sent == Array(repeating: .queued, count: 10))
+    }
+    edge.close()
+    let joined = consumer.join(seconds: 5)
+    #expect(joined)
+    if !joined { inbox.abort() }
+    #expect(received.get() == Array(0..<50))
+  }
+}
+
+extension EdgeCounters {
+  /// Every drop, whatever its reason.
+  var totalDroppedForTest: Int { DropReason.allCases.reduce(0) { $0 + dropped($1) } }
 }
