@@ -83,6 +83,7 @@ final class BufferPool: @unchecked Sendable {
   /// A buffer of at least `count` bytes, and its capacity.
   func take(_ count: Int) -> (UnsafeMutableRawPointer, Int) {
     guard count >= Self.threshold else {
+      if let pooled = SmallBuffers.take(count) { return pooled }
       guard let memory = malloc(max(count, 1)) else { fatalError("out of memory allocating \(count) bytes") }
       return (memory, 0)
     }
@@ -99,6 +100,10 @@ final class BufferPool: @unchecked Sendable {
 
   /// Gives a buffer back: kept for reuse while the pool is under its bound.
   func give(_ memory: UnsafeMutableRawPointer, capacity: Int) {
+    if capacity > 0 && capacity < Self.threshold {
+      SmallBuffers.give(memory, capacity: capacity)
+      return
+    }
     let kept =
       capacity > 0
       && lock.withLock { () -> Bool in
