@@ -66,6 +66,11 @@ enum SmallBuffers {
     var bytes = 0
   }
 
+  /// Buffers of class `index` in the depot now (for tests).
+  static func depotCount(_ index: Int) -> Int {
+    depot.lock.withLock { depot.batches[index].reduce(0) { $0 + $1.count } }
+  }
+
   private static func refill(_ cache: ThreadCache, _ index: Int) -> UnsafeMutableRawPointer? {
     let taken = depot.lock.withLock { () -> [UnsafeMutableRawPointer]? in
       guard let batch = depot.batches[index].popLast() else { return nil }
