@@ -541,6 +541,11 @@ public final class EdgeQueue: @unchecked Sendable {
 
   /// Counts the data frames still queued as dropped for `reason` (they stay in
   /// the queue, so the summary's 'left' column shows them too). With the lock held.
+  ///
+  /// A lock-free edge counts from both sides' published totals. Its consumer
+  /// does not take the lock, so a batch it takes at the very moment of an abort
+  /// may be counted here and again as abandoned by its node: the totals of an
+  /// aborted run can be off by one batch, never those of a drained one.
   func countLeft(as reason: DropReason) {
     let left =
       isLockFree
