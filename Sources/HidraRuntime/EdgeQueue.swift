@@ -271,8 +271,6 @@ public final class EdgeQueue: @unchecked Sendable {
   private let consumerLine = CacheLinePadding()
   private var reader: FrameChunks.Reader
   private var read = 0
-  private var takenDataSoFar = 0
-  private var takenBytesSoFar = 0
   /// Whether the consumer has seen this edge closed and drained.
   private var sawEnd = false
   /// Data frames and their bytes taken, published once per batch.
@@ -328,8 +326,7 @@ public final class EdgeQueue: @unchecked Sendable {
       writtenBytes += size
     }
     writer.push(frame, spare: spare)
-    counters.enqueued.bump()
-    counters.enqueuedBytes.bump(size)
+    countEnqueued(size: size)
     written.store(written.load(ordering: .relaxed) + 1, ordering: .sequentiallyConsistent)
     lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
     return .queued
@@ -432,27 +429,27 @@ public final class EdgeQueue: @unchecked Sendable {
     let isClosed = closedFlag.load(ordering: .acquiring)
     let available = written.load(ordering: .acquiring) - read
     var moved = 0
-    var movedData = false
+    var movedData = 0
+    var movedDataBytes = 0
     while moved < available, taken < max, bytes < maxBytes {
       let frame = reader.pop(spare: spare)
       let size = frame.byteCount
       if frame.kind == .data {
-        takenDataSoFar += 1
-        takenBytesSoFar += size
-        movedData = true
-        counters.deliveredData.bump()
+        movedData += 1
+        movedDataBytes += size
       }
-      counters.delivered.bump()
-      counters.deliveredBytes.bump(size)
+      countDelivered(size: size, isData: frame.kind == .data)
       moved += 1
       taken += 1
       bytes += size
       append(frame)
     }
     read += moved
-    if movedData {
-      takenBytes.store(takenBytesSoFar, ordering: .sequentiallyConsistent)
-      takenData.store(takenDataSoFar, ordering: .sequentiallyConsistent)
+    if movedData > 0 {
+      // Only this thread writes the totals: a relaxed load reads its own last store.
+      let totalBytes = takenBytes.load(ordering: .relaxed) + movedDataBytes
+      takenBytes.store(totalBytes, ordering: .sequentiallyConsistent)
+      takenData.store(takenData.load(ordering: .relaxed) + movedData, ordering: .sequentiallyConsistent)
     }
     let ended = isClosed && moved == available
     if ended { sawEnd = true }
@@ -521,8 +518,7 @@ public final class EdgeQueue: @unchecked Sendable {
       dataFrames += 1
       bytes += size
     }
-    counters.enqueued.bump()
-    counters.enqueuedBytes.bump(size)
+    countEnqueued(size: size)
     lock._withUnsafeGuaranteedRef { $0.signalReadable() }
   }
 
@@ -532,11 +528,24 @@ public final class EdgeQueue: @unchecked Sendable {
     if frame.kind == .data {
       dataFrames -= 1
       bytes -= size
-      counters.deliveredData.bump()
     }
+    countDelivered(size: size, isData: frame.kind == .data)
+    return frame
+  }
+
+  // MARK: - Counting, for both kinds of edge
+
+  /// The producer queued a frame of `size` payload bytes.
+  private func countEnqueued(size: Int) {
+    counters.enqueued.bump()
+    counters.enqueuedBytes.bump(size)
+  }
+
+  /// The consumer took a frame of `size` payload bytes.
+  private func countDelivered(size: Int, isData: Bool) {
+    if isData { counters.deliveredData.bump() }
     counters.delivered.bump()
     counters.deliveredBytes.bump(size)
-    return frame
   }
 
   /// Counts the data frames still queued as dropped for `reason` (they stay in
