@@ -67,14 +67,17 @@ public struct Frame: Sendable {
   /// This copy's obligation to confirm the frame to its source, when the source
   /// asked (`track`); see `Ledger`. Nodes that make a new frame from a received
   /// one start from the received frame (`var out = frame`) so it carries over.
-  public internal(set) var receipt: Receipt?
+  ///
+  /// Initialized here, not in `init`: assigning nil there made the compiler
+  /// build every frame twice and copy one (a copy and a destroy of the whole
+  /// frame, every reference retained and released, for each frame made).
+  public internal(set) var receipt: Receipt? = nil
 
   public init(kind: FrameKind, meta: FrameMeta, parts: PayloadParts = []) {
     self.kind = kind
     self.meta = meta
     self.parts = parts
     self.byteCount = Self.count(parts)
-    self.receipt = nil
   }
 
   public init(kind: FrameKind, meta: FrameMeta, parts: [Payload]) {
