@@ -115,7 +115,6 @@ extension ChecksumNode {
     }
 
     mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
-      var frame = frame
       if frame.kind == .data {
         var bad: [String] = []
         for algorithm in algorithms {
@@ -131,14 +130,17 @@ extension ChecksumNode {
           }
         }
         if !bad.isEmpty {
-          let carried = bad.map { "\($0) \(frame.meta.checksums[$0] ?? "missing")" }.joined(separator: ", ")
+          // Not read inside the closure: a frame a closure captures is copied
+          // on every call, mismatch or not.
+          let checksums = frame.meta.checksums
+          let carried = bad.map { "\($0) \(checksums[$0] ?? "missing")" }.joined(separator: ", ")
           context.reportError(
             "mismatch", "checksum mismatch for '\(frame.meta.name)' (carried: \(carried))")
           if dropMismatches { return nil }  // not confirmed: its source keeps the original
           frame.meta.attributes["checksum_mismatch"] = bad.joined(separator: ",")
         }
       }
-      return frame
+      return consume frame  // a plain `return frame` copied the frame and destroyed the original
     }
   }
 }

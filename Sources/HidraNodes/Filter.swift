@@ -110,7 +110,7 @@ extension FilterNode {
     }
 
     mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
-      guard frame.kind == .data else { return frame }
+      guard frame.kind == .data else { return consume frame }
       var pass = matches(frame) != invert
       if pass, every > 1 {
         pass = matched % every == 0
@@ -120,7 +120,7 @@ extension FilterNode {
         frame.confirm()  // not wanted downstream: nothing for a sink to confirm
         return nil
       }
-      return frame
+      return consume frame  // a plain `return frame` copied the frame and destroyed the original
     }
   }
 }
