@@ -316,7 +316,7 @@ public final class EdgeQueue: @unchecked Sendable {
   /// use of a frame hands over the references it holds.
   @discardableResult
   public func send(_ frame: consuming Frame) -> SendResult {
-    guard isLockFree else { return sendLocked(frame) }
+    guard isLockFree else { return sendLocked(consume frame) }
     if inbox.isClosedForSends { return .closed }
     let size = frame.byteCount
     if frame.kind == .data {
@@ -325,7 +325,7 @@ public final class EdgeQueue: @unchecked Sendable {
       writtenData.bump()
       writtenBytes += size
     }
-    writer.push(frame, spare: spare)
+    writer.push(consume frame, spare: spare)
     countEnqueued(size: size)
     written.store(written.load(ordering: .relaxed) + 1, ordering: .sequentiallyConsistent)
     lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
@@ -475,7 +475,7 @@ public final class EdgeQueue: @unchecked Sendable {
     if inbox.isClosedForSends { return .closed }
     let result = isData ? evictLocked(size: size) : .queued
     switch result {
-    case .queued, .queuedDroppingOldest: appendLocked(frame, size: size, isData: isData)
+    case .queued, .queuedDroppingOldest: appendLocked(consume frame, size: size, isData: isData)
     case .dropped, .closed: break
     }
     return result
@@ -513,7 +513,7 @@ public final class EdgeQueue: @unchecked Sendable {
   }
 
   private func appendLocked(_ frame: consuming Frame, size: Int, isData: Bool) {
-    queue.append(frame)
+    queue.append(consume frame)
     if isData {
       dataFrames += 1
       bytes += size

@@ -41,7 +41,7 @@ enum FrameChunks {
         chunk = next
         slot = 0
       }
-      FrameChunks.slot(chunk, slot).initialize(to: frame)
+      FrameChunks.slot(chunk, slot).initialize(to: consume frame)
       slot += 1
     }
   }

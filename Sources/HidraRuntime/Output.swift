@@ -53,11 +53,11 @@ public final class Output {
       edge.delivered.bump()
       edge.deliveredBytes.bump(size)
       let counters = context.counters
-      counters.framesIn.add(1, ordering: .relaxed)
-      counters.bytesIn.add(size, ordering: .relaxed)
-      guard let out = body.transform(frame, context) else { return nil }
-      counters.framesOut.add(1, ordering: .relaxed)
-      counters.bytesOut.add(out.byteCount, ordering: .relaxed)
+      counters.framesIn.bump(1)
+      counters.bytesIn.bump(size)
+      guard let out = body.transform(consume frame, context) else { return nil }
+      counters.framesOut.bump(1)
+      counters.bytesOut.bump(out.byteCount)
       return out
     }
   }
@@ -71,12 +71,12 @@ public final class Output {
   /// The frame is moved on, not copied, where it can be: to the last edge, and
   /// through fused nodes.
   @discardableResult
-  public func send(_ frame: consuming Frame) -> Bool {
-    var frame = frame
+  public func send(_ sent: consuming Frame) -> Bool {
+    var frame = consume sent
     if !fused.isEmpty {
       count(frame)
       for node in fused {
-        guard let out = node.apply(frame) else { return true }
+        guard let out = node.apply(consume frame) else { return true }
         frame = out
       }
       remember(frame)
@@ -140,7 +140,7 @@ public final class Output {
   }
 
   private func count(_ frame: Frame) {
-    counters?.framesOut.add(1, ordering: .relaxed)
-    counters?.bytesOut.add(frame.byteCount, ordering: .relaxed)
+    counters?.framesOut.bump(1)
+    counters?.bytesOut.bump(frame.byteCount)
   }
 }

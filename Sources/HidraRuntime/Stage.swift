@@ -143,15 +143,15 @@ public final class StageContext {
 
   private func takePending() -> Frame {
     let frame = pending.popFirst()!
-    counters.framesIn.add(1, ordering: .relaxed)
-    counters.bytesIn.add(frame.byteCount, ordering: .relaxed)
+    counters.framesIn.bump(1)
+    counters.bytesIn.bump(frame.byteCount)
     return frame
   }
 
   /// Sends a frame to every consumer. Returns false when the run is over for
   /// this stage's consumers (aborted, or a consumer failed).
   @discardableResult
-  public func emit(_ frame: consuming Frame) -> Bool { output.send(frame) }
+  public func emit(_ frame: consuming Frame) -> Bool { output.send(consume frame) }
 
   /// Counts the frames taken from the inputs but not yet handed out (after the
   /// stage failed), and forgets them.
