@@ -68,16 +68,19 @@ extension SplitNode {
 
     mutating func run(_ context: StageContext) throws {
       let branches = context.output.branchCount
+      // Each frame is moved on, not copied (a copy retains every reference it holds).
       while let frame = context.receive() {
         let ok: Bool
-        switch (frame.kind, mode) {
+        let kind = frame.kind
+        switch (kind, mode) {
         case (.data, .roundRobin) where branches > 0:
-          ok = context.output.send(frame, toBranch: next)
+          ok = context.output.send(consume frame, toBranch: next)
           next = (next + 1) % branches
         case (.data, .byKey(let name)) where branches > 0:
-          ok = context.output.send(frame, toBranch: Self.branch(for: Self.key(name, of: frame), of: branches))
+          let branch = Self.branch(for: Self.key(name, of: frame), of: branches)
+          ok = context.output.send(consume frame, toBranch: branch)
         default:
-          ok = context.emit(frame)
+          ok = context.emit(consume frame)
         }
         if !ok { return }
       }

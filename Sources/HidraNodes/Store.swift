@@ -168,7 +168,7 @@ extension StoreNode {
       let passOn = !context.output.edges.isEmpty
       while var frame = context.receive() {
         guard frame.kind == .data else {
-          if passOn, !context.emit(frame) { return }
+          if passOn, !context.emit(consume frame) { return }
           continue
         }
         var delay: UInt32 = 50_000
@@ -181,7 +181,7 @@ extension StoreNode {
             if passOn {
               frame.meta.attributes["stored_path"] = stored
               frame.meta.attributes["stored_root"] = root
-              if !context.emit(frame) { return }
+              if !context.emit(consume frame) { return }
             } else {
               context.counters.framesOut.add(1, ordering: .relaxed)
               context.counters.bytesOut.add(frame.byteCount, ordering: .relaxed)

@@ -105,12 +105,15 @@ public final class Output {
   /// Sends a data frame to one branch only (round-robin and by-key splits).
   /// Control frames always go to every branch: use `send(_:)` for them.
   @discardableResult
-  public func send(_ frame: Frame, toBranch index: Int) -> Bool {
+  public func send(_ frame: consuming Frame, toBranch index: Int) -> Bool {
     precondition(frame.kind == .data, "control frames go to every branch")
     precondition(fused.isEmpty, "a node with branches has no fused consumer")
     track(frame)
     let edge = edges[index]
-    defer { frame.confirm() }  // handed on to the edge's receipt (if any)
+    // Moved to the edge when it carries no receipt; else the edge gets a copy
+    // with a receipt of its own, and this one is confirmed as handed on.
+    guard frame.receipt != nil else { return edge.send(consume frame) != .closed }
+    defer { frame.confirm() }
     return edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) != .closed
   }
 
