@@ -3,8 +3,8 @@ import Synchronization
 /// Counters of one node. Written by the node's stage, read by anyone (relaxed atomics).
 ///
 /// The runtime counts every frame in and out on the stage's own thread with
-/// `bump` (a plain load and store): a locked add per counter and frame waited
-/// for the frame's earlier stores to reach memory. A node whose own helper
+/// `bump` (a plain load and store), as a single writer may: a locked add is a
+/// full barrier, four to six of them per frame. A node whose own helper
 /// threads count (a sink's network threads, say) uses `add` for its counters,
 /// and never shares one with the runtime's `bump`s: a sink has no output, so
 /// the runtime does not count its frames out.

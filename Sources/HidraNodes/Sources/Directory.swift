@@ -500,7 +500,7 @@ extension DirectorySource {
         frame.track(Ledger { confirmed in settled.add(done, confirmed: confirmed) })
         outstanding += 1
       }
-      guard context.emit(frame) else { return .stop }
+      guard context.emit(consume frame) else { return .stop }
       sent[path] = version
       index += 1
       return .sent

@@ -313,7 +313,7 @@ extension EigerFileWriterSource {
       }
       known[name] = Known(size: file.bytes, modified: file.lastModified, listed: true)
       index += 1
-      return context.emit(frame)
+      return context.emit(consume frame)
     }
   }
 }

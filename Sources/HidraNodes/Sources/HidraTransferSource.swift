@@ -178,7 +178,7 @@ extension HidraTransferSource {
           continue
         }
         let outcome = client.accept(&message)
-        if case .file(let frame) = outcome, !context.emit(frame) { return }
+        if case .file(let frame) = outcome, !context.emit(consume frame) { return }
         if query, outcome.endsFile { try sendRequest("NEXT", target, on: requests) }
       }
       if registered {
@@ -188,7 +188,7 @@ extension HidraTransferSource {
       // Take what already arrived (for at most a second), then give up a partial file.
       let deadline = monotonicNanos() + 1_000_000_000
       while !context.isAborted, monotonicNanos() < deadline, var message = try data.tryReceiveMultipart() {
-        if case .file(let frame) = client.accept(&message), !context.emit(frame) { return }
+        if case .file(let frame) = client.accept(&message), !context.emit(consume frame) { return }
       }
       client.finish()
       context.emit(.seriesEnd(1, id: client.nextID(), frames: client.frames))

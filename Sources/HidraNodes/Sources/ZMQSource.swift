@@ -109,14 +109,14 @@ extension ZMQSource {
           _ = try socket.poll(.readable, timeout: .milliseconds(100))
           continue
         }
-        if let frame = assembler.accept(&message), !context.emit(frame) { return }
+        if let frame = assembler.accept(&message), !context.emit(consume frame) { return }
       }
       // Drain: take what ZeroMQ has already received (for at most a second, in
       // case a producer keeps sending), then give up an unfinished frame.
       let deadline = ContinuousClock.now.advanced(by: .seconds(1))
       while !context.isAborted, ContinuousClock.now < deadline, var message = try socket.tryReceiveMultipart()
       {
-        if let frame = assembler.accept(&message), !context.emit(frame) { return }
+        if let frame = assembler.accept(&message), !context.emit(consume frame) { return }
       }
       assembler.finish()
     }
@@ -179,7 +179,7 @@ extension ZMQSource {
             })
           outstanding += 1
         }
-        if !context.emit(frame) { return }
+        if !context.emit(consume frame) { return }
       }
       // Stop reading; acknowledge what the graph finishes (while it drains), then
       // say bye so each forward resends elsewhere what it had queued for us.
