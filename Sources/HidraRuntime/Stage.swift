@@ -26,7 +26,7 @@ extension FrameTransform {
   public mutating func run(_ context: StageContext) throws {
     while let frame = context.receive() {
       // Moved on, not copied: a copy would retain every reference the frame holds.
-      if let out = transform(consume frame, context), !context.emit(out) { return }
+      if let out = transform(consume frame, context), !context.emit(consume out) { return }
     }
   }
 }
