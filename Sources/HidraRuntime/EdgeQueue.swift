@@ -434,11 +434,12 @@ public final class EdgeQueue: @unchecked Sendable {
     while moved < available, taken < max, bytes < maxBytes {
       let frame = reader.pop(spare: spare)
       let size = frame.byteCount
-      if frame.kind == .data {
+      let isData = frame.kind == .data
+      if isData {
         movedData += 1
         movedDataBytes += size
       }
-      countDelivered(size: size, isData: frame.kind == .data)
+      countDelivered(size: size, isData: isData)
       moved += 1
       taken += 1
       bytes += size
@@ -525,11 +526,12 @@ public final class EdgeQueue: @unchecked Sendable {
   func popLocked() -> Frame? {
     guard let frame = queue.popFirst() else { return nil }
     let size = frame.byteCount
-    if frame.kind == .data {
+    let isData = frame.kind == .data
+    if isData {
       dataFrames -= 1
       bytes -= size
     }
-    countDelivered(size: size, isData: frame.kind == .data)
+    countDelivered(size: size, isData: isData)
     return frame
   }
 

@@ -52,7 +52,7 @@ enum SmallBuffers {
     }
     let cache = ThreadCache.current
     cache.push(memory, index)
-    if cache.count(index) >= 2 * batch { spill(cache, index, capacity: capacity) }
+    if cache.count(index) >= 2 * batch { spill(cache, index) }
   }
 
   // MARK: - The depot
@@ -82,12 +82,13 @@ enum SmallBuffers {
     return cache.pop(index)
   }
 
-  private static func spill(_ cache: ThreadCache, _ index: Int, capacity: Int) {
+  private static func spill(_ cache: ThreadCache, _ index: Int) {
     let batch = cache.popBatch(index, batch)
+    let bytes = batch.count * (smallest << index)
     let kept = depot.lock.withLock { () -> Bool in
-      guard depot.bytes + batch.count * capacity <= depotBytes else { return false }
+      guard depot.bytes + bytes <= depotBytes else { return false }
       depot.batches[index].append(batch)
-      depot.bytes += batch.count * capacity
+      depot.bytes += bytes
       return true
     }
     if !kept { for memory in batch { free(memory) } }
@@ -96,7 +97,7 @@ enum SmallBuffers {
   /// Hands what a thread kept to the depot (or frees it) when the thread ends.
   fileprivate static func retire(_ cache: ThreadCache) {
     for index in 0..<classes {
-      while cache.count(index) > 0 { spill(cache, index, capacity: smallest << index) }
+      while cache.count(index) > 0 { spill(cache, index) }
     }
   }
 
