@@ -15,11 +15,20 @@
 //
 // Both trees are on /dev/shm (tmpfs) when the machine has it, so the disk's
 // speed (shared and noisy on our VMs) does not decide the ratio.
+//
+// Bound (copy beside the writer): what any store that copies must do at least,
+// with nothing else. While the writer writes, a second thread copies each file
+// as soon as the writer has closed it (it learns that from a counter, not from
+// inotify): open, read, close, then create a temporary file, write, fsync,
+// close and rename it into a second tree. No forward, no consumer, no
+// metadata. Its rate over the writer's alone bounds what Hidra's store part can
+// reach on this machine, whatever its code.
 
 import Foundation
 import HidraGraph
 import HidraNodes
 import HidraRuntime
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -33,11 +42,14 @@ func benchScratchRoot() -> String {
 
 /// Creates, writes and closes `count` files of `content.count` bytes in
 /// `directory`, as fast as possible; returns the monotonic start and end.
-func writeFiles(_ directory: String, count: Int, content: [UInt8]) -> (start: UInt64, end: UInt64) {
-  let names = (0..<count).map { directory + "/" + String(format: "f_%06d.bin", $0) }
+/// `wrote`, when given, is called with each file's index once it is closed.
+func writeFiles(
+  _ directory: String, count: Int, content: [UInt8], wrote: ((Int) -> Void)? = nil
+) -> (start: UInt64, end: UInt64) {
+  let names = (0..<count).map { directory + "/" + benchFileName($0) }
   let start = monotonicNanos()
   content.withUnsafeBytes { bytes in
-    for name in names {
+    for (index, name) in names.enumerated() {
       let fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
       precondition(fd >= 0, "cannot create \(name): \(errno)")
       var offset = 0
@@ -47,9 +59,75 @@ func writeFiles(_ directory: String, count: Int, content: [UInt8]) -> (start: UI
         offset += written
       }
       close(fd)
+      wrote?(index)
     }
   }
   return (start, monotonicNanos())
+}
+
+/// The name of the benchmark's `index`-th file.
+func benchFileName(_ index: Int) -> String { String(format: "f_%06d.bin", index) }
+
+/// How many files the writer has closed, and when the copier renamed its last
+/// copy (monotonic nanoseconds): what the two threads of the bound share.
+private final class CopyProgress: Sendable {
+  let closed = Atomic<Int>(0)
+  let finished = Atomic<UInt64>(0)
+}
+
+/// The bound: the writer writes `count` files into `base/copy-in` while another
+/// thread copies each one, once closed, into `base/copy-out` (read, then write,
+/// fsync and rename, as a store does). Returns seconds from the writer's first
+/// file to the last copy renamed into place.
+func copyBeside(base: String, count: Int, content: [UInt8]) -> Double {
+  let (source, target) = (base + "/copy-in", base + "/copy-out")
+  for directory in [source, target] {
+    try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+  }
+  let size = content.count
+  // Paths are made before the clock starts, as the writer's are.
+  let names = (0..<count).map(benchFileName)
+  let paths = names.map { (source + "/" + $0, target + "/." + $0 + ".tmp", target + "/" + $0) }
+  let progress = CopyProgress()
+  let copied = DispatchSemaphore(value: 0)
+  let copier = Thread {
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+    defer { buffer.deallocate() }
+    for index in 0..<count {
+      while progress.closed.load(ordering: .acquiring) <= index { sched_yield() }
+      let (name, temporary, final) = paths[index]
+      let input = open(name, O_RDONLY | O_CLOEXEC)
+      precondition(input >= 0, "cannot open \(name): \(errno)")
+      var offset = 0
+      while offset < size {
+        let got = read(input, buffer + offset, size - offset)
+        precondition(got > 0, "read \(name) failed: \(errno)")
+        offset += got
+      }
+      close(input)
+      let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+      precondition(output >= 0, "cannot create \(temporary): \(errno)")
+      offset = 0
+      while offset < size {
+        let put = write(output, buffer + offset, size - offset)
+        precondition(put > 0, "write \(temporary) failed: \(errno)")
+        offset += put
+      }
+      precondition(fsync(output) == 0, "fsync \(temporary) failed: \(errno)")
+      close(output)
+      precondition(rename(temporary, final) == 0, "rename \(temporary) failed: \(errno)")
+    }
+    progress.finished.store(monotonicNanos(), ordering: .releasing)
+    copied.signal()
+  }
+  copier.start()
+  let written = writeFiles(source, count: count, content: content) { index in
+    progress.closed.store(index + 1, ordering: .releasing)
+  }
+  copied.wait()
+  let copies = (try? FileManager.default.contentsOfDirectory(atPath: target)) ?? []
+  precondition(copies.count == count, "the copier left \(copies.count) files, expected \(count)")
+  return Double(progress.finished.load(ordering: .acquiring) - written.start) / 1e9
 }
 
 /// Removes a benchmark tree (outside any timing).
@@ -159,7 +237,8 @@ func benchDirectory() {
     [
       "files", "size", "writer files/s", "writer MB/s", "hidra files/s", "hidra MB/s", "hidra/writer",
       "target",
-      "met", "writer during hidra files/s", "writer CPU us/file", "hidra CPU us/file",
+      "met", "writer during hidra files/s", "writer CPU us/file", "hidra CPU us/file", "copy files/s",
+      "copy/writer", "hidra/copy",
     ]
   ]
   for (count, size) in cases where BenchOptions.sizes.isEmpty || BenchOptions.sizes.contains(size) {
@@ -168,6 +247,7 @@ func benchDirectory() {
     var alone: [Double] = []
     var hidra: [Double] = []
     var during: [Double] = []
+    var copy: [Double] = []
     var (writerCPU, hidraCPU) = ([Double](), [Double]())
     for _ in 0..<rounds {
       let base = root + "/hidra-bench-directory-\(UUID().uuidString)"
@@ -177,6 +257,9 @@ func benchDirectory() {
       writerCPU.append(processCPUSeconds() - cpu)
       alone.append(Double(count) / (Double(written.end - written.start) / 1e9))
       removeTree(base + "/alone")
+      copy.append(Double(count) / copyBeside(base: base, count: count, content: content))
+      removeTree(base + "/copy-in")
+      removeTree(base + "/copy-out")
       let run = hidraDirectory(base: base, count: count, content: content)
       hidra.append(Double(count) / run.seconds)
       during.append(Double(count) / run.writerSeconds)
@@ -185,17 +268,19 @@ func benchDirectory() {
       if BenchOptions.verbose {
         print(
           "  \(count) x \(sizeName(size)): writer \(fixed(alone.last!, 0))/s, hidra \(fixed(hidra.last!, 0))/s "
-            + "(writer meanwhile \(fixed(during.last!, 0))/s)")
+            + "(writer meanwhile \(fixed(during.last!, 0))/s), copy beside the writer \(fixed(copy.last!, 0))/s"
+        )
       }
     }
-    let (writerRate, hidraRate) = (best(alone), best(hidra))
+    let (writerRate, hidraRate, copyRate) = (best(alone), best(hidra), best(copy))
     let ratio = hidraRate / writerRate
     rows.append([
       String(count), sizeName(size), fixed(writerRate, 0), fixed(writerRate * Double(size) / 1e6, 0),
       fixed(hidraRate, 0), fixed(hidraRate * Double(size) / 1e6, 0), fixed(ratio), ">= 0.9",
       ratio >= 0.9 ? "yes" : "NO", fixed(best(during), 0),
       fixed((writerCPU.min() ?? 0) / Double(count) * 1e6, 1),
-      fixed((hidraCPU.min() ?? 0) / Double(count) * 1e6, 1),
+      fixed((hidraCPU.min() ?? 0) / Double(count) * 1e6, 1), fixed(copyRate, 0), fixed(copyRate / writerRate),
+      fixed(hidraRate / copyRate),
     ])
   }
   printTable(rows)
@@ -203,6 +288,9 @@ func benchDirectory() {
     "  hidra: from the first file written to the last one both stored (fsync: file) and received by the consumer"
   )
   print("  hidra CPU: both processes, every thread (the writer's included), least of the rounds")
+  print(
+    "  copy: the bound. A thread copies each file (read; write, fsync, rename) once the writer closed it, "
+      + "beside the writer; no store that copies can beat it here")
   print(
     "  both trees below \(root)\(root == "/dev/shm" ? " (tmpfs)" : ""); every file checked stored once and received once"
   )
