@@ -67,71 +67,69 @@ public enum Wire {
     public var description: String
   }
 
-  /// A JSON integer, and nothing else: Foundation on Linux also casts `true`,
-  /// `false` and whole floating-point numbers to `Int`.
-  static func integer(_ value: Any?) -> Int? {
-    guard let number = value as? NSNumber else { return nil }
-    switch String(cString: number.objCType) {
-    case "c", "d", "f", "B": return nil  // booleans and floating point
-    default: return value as? Int
-    }
-  }
-
   /// Decodes a header part. Throws `DecodeError` for anything that is not a
   /// version-1 header of sane size and types.
-  public static func decodeHeader(_ bytes: UnsafeRawBufferPointer) throws -> Header {
+  ///
+  /// `foundationOnly` skips the fast JSON reader (see `JSONValue`): the
+  /// reference path, for tests and `hidra-bench wire`.
+  public static func decodeHeader(_ bytes: UnsafeRawBufferPointer, foundationOnly: Bool = false) throws
+    -> Header
+  {
     func fail(_ kind: String, _ message: String) -> DecodeError {
       DecodeError(kind: kind, description: message)
     }
     guard bytes.count <= maxHeaderBytes else {
       throw fail("oversized-header", "header of \(bytes.count) bytes")
     }
-    let data = Data(bytes)
-    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    let parsed =
+      foundationOnly ? JSONValue.objectWithFoundation(parsing: bytes) : JSONValue.object(parsing: bytes)
+    guard let object = parsed else {
       throw fail("bad-header", "header is not a JSON object")
     }
-    guard let version = integer(object["hidra"]) else {
+    guard let version = object["hidra"]?.int else {
       throw fail("bad-header", "header has no 'hidra' version")
     }
     guard version == Self.version else {
       throw fail("wrong-version", "wire version \(version), expected \(Self.version)")
     }
-    guard let kindText = object["kind"] as? String, let kind = FrameKind(rawValue: kindText) else {
+    guard let kindText = object["kind"]?.string, let kind = FrameKind(rawValue: kindText) else {
       throw fail("bad-header", "unknown or missing 'kind'")
     }
     func int(_ key: String, default value: Int? = nil) throws -> Int {
-      if let number = integer(object[key]), number >= 0 { return number }
+      if let number = object[key]?.int, number >= 0 { return number }
       if object[key] == nil, let value { return value }
       throw fail("bad-header", "'\(key)' must be a non-negative integer")
     }
     func strings(_ key: String) throws -> [String: String] {
       guard let value = object[key] else { return [:] }
-      guard let map = value as? [String: String] else {
+      guard let map = value.object, case let strings = map.compactMapValues(\.string),
+        strings.count == map.count
+      else {
         throw fail("bad-header", "'\(key)' must map names to strings")
       }
-      return map
+      return strings
     }
     var meta = FrameMeta(
       id: UInt64(try int("id", default: 0)), series: try int("series", default: 0),
       frame: try int("frame", default: 0),
-      name: object["name"] as? String ?? "", createdNanos: UInt64(try int("created_ns", default: 0)))
-    if let type = object["content_type"] as? String { meta.contentType = type }
-    if let encoding = object["encoding"] as? String { meta.encoding = encoding }
+      name: object["name"]?.string ?? "", createdNanos: UInt64(try int("created_ns", default: 0)))
+    if let type = object["content_type"]?.string { meta.contentType = type }
+    if let encoding = object["encoding"]?.string { meta.encoding = encoding }
     if let shape = object["shape"] {
-      guard let list = shape as? [Any], case let dims = list.compactMap(integer),
+      guard let list = shape.array, case let dims = list.compactMap(\.int),
         dims.count == list.count, dims.allSatisfy({ $0 >= 0 })
       else {
         throw fail("bad-header", "'shape' must be a list of sizes")
       }
       meta.shape = dims
     }
-    meta.dtype = object["dtype"] as? String
+    meta.dtype = object["dtype"]?.string
     meta.checksums = Checksums(try strings("checksums"))
     meta.attributes = try strings("attributes")
-    if meta.name.contains("\0") { throw fail("bad-header", "'name' contains a NUL character") }
+    if meta.name.utf8.contains(0) { throw fail("bad-header", "'name' contains a NUL character") }
     var chunk: Chunk?
     if let value = object["chunk"] {
-      guard let object = value as? [String: Any], case let fields = object.compactMapValues(integer),
+      guard let object = value.object, case let fields = object.compactMapValues(\.int),
         fields.count == object.count, let index = fields["index"], let count = fields["count"],
         let offset = fields["offset"], count >= 1, index >= 0, index < count, offset >= 0
       else { throw fail("bad-chunk", "'chunk' must be {index, count, offset} with 0 <= index < count") }
@@ -187,17 +185,21 @@ extension Wire {
 
     /// Decodes a consumer's message; throws `DecodeError` (kind `bad-control`
     /// or `wrong-version`) for anything else.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Control {
+    /// `foundationOnly` as for `Wire.decodeHeader`.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, foundationOnly: Bool = false) throws -> Control
+    {
       func fail(_ message: String, kind: String = "bad-control") -> DecodeError {
         DecodeError(kind: kind, description: message)
       }
       guard bytes.count <= Wire.maxHeaderBytes * 16 else {
         throw fail("control message of \(bytes.count) bytes")
       }
-      guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+      let parsed =
+        foundationOnly ? JSONValue.objectWithFoundation(parsing: bytes) : JSONValue.object(parsing: bytes)
+      guard let object = parsed else {
         throw fail("control message is not a JSON object")
       }
-      guard let version = integer(object["hidra"]) else {
+      guard let version = object["hidra"]?.int else {
         throw fail("control message has no 'hidra' version")
       }
       guard version == Wire.version else {
@@ -205,17 +207,17 @@ extension Wire {
       }
       func numbers(_ key: String) throws -> [UInt64] {
         guard let value = object[key] else { return [] }
-        guard let list = value as? [Any], list.count <= maxAcks, case let seqs = list.compactMap(integer),
+        guard let list = value.array, list.count <= maxAcks, case let seqs = list.compactMap(\.int),
           seqs.count == list.count, seqs.allSatisfy({ $0 >= 0 })
         else { throw fail("'\(key)' must be a list of at most \(maxAcks) sequence numbers") }
         return seqs.map { UInt64($0) }
       }
-      switch object["type"] as? String {
+      switch object["type"]?.string {
       case "ready":
-        guard let credit = integer(object["credit"]), (1...maxCredit).contains(credit) else {
+        guard let credit = object["credit"]?.int, (1...maxCredit).contains(credit) else {
           throw fail("'ready' needs a 'credit' from 1 to \(maxCredit)")
         }
-        let session = object["session"] as? String
+        let session = object["session"]?.string
         guard session.map({ $0.utf8.count <= 256 }) ?? true else {
           throw fail("'session' is longer than 256 bytes")
         }

@@ -86,7 +86,7 @@ let benchmarks: [(String, () -> Void)] = [
   ("throughput", benchThroughput),
   ("checksum", benchChecksum),
   ("memory", benchMemory), ("store", benchStore), ("forward", benchForward), ("directory", benchDirectory),
-  ("monitor", benchMonitor),
+  ("monitor", benchMonitor), ("wire", benchWire),
 ]
 // `consume`: the consumer process the forward and directory benchmarks start (hidden).
 // The allocator settings every Runtime uses, from the start, so baselines and

@@ -296,15 +296,14 @@ extension EigerStreamSource {
 
     // MARK: - Stream v1
 
-    /// A JSON object from a message part.
+    /// A JSON object from a message part (the fast reader first: see `JSONValue`).
     static func json(_ message: borrowing MultipartMessage, _ index: Int, _ what: String) throws -> [String:
-      Any]
+      JSONValue]
     {
       let object = message.withPart(at: index) { part in
-        part.withUnsafeBytes { bytes -> [String: Any]? in
-          guard bytes.count <= maxJSON, let base = bytes.baseAddress else { return nil }
-          let data = Data(bytes: base, count: bytes.count)
-          return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        part.withUnsafeBytes { bytes -> [String: JSONValue]? in
+          guard bytes.count <= maxJSON else { return nil }
+          return JSONValue.object(parsing: bytes)
         }
       }
       guard let object else {
@@ -314,29 +313,14 @@ extension EigerStreamSource {
     }
 
     /// The `htype` of a JSON object, without its version (`dimage-1.0` -> `dimage`).
-    static func htype(_ object: [String: Any]) -> String? {
-      guard let htype = object["htype"] as? String else { return nil }
+    static func htype(_ object: [String: JSONValue]) -> String? {
+      guard let htype = object["htype"]?.string else { return nil }
       return String(htype.split(separator: "-", maxSplits: 1).first ?? "")
     }
 
-    /// A JSON integer, and nothing else (Foundation also casts booleans and whole floats to `Int`).
-    static func integer(_ value: Any?) -> Int? {
-      guard let number = value as? NSNumber else { return nil }
-      switch String(cString: number.objCType) {
-      case "c", "d", "f", "B": return nil
-      default: return value as? Int
-      }
-    }
-
-    /// A JSON scalar as attribute text; nil for arrays, objects and null.
+    /// A scalar from `JSONSerialization` as attribute text (numbers and booleans as JSON writes them).
     static func text(_ value: Any?) -> String? {
-      if let string = value as? String { return string }
-      guard let number = value as? NSNumber else { return nil }
-      switch String(cString: number.objCType) {
-      case "c", "B": return number.boolValue ? "true" : "false"
-      case "d", "f": return String(number.doubleValue)
-      default: return integer(value).map(String.init) ?? number.stringValue
-      }
+      value.flatMap { JSONValue(foundation: $0)?.text }
     }
 
     /// The attribute text of a small UTF-8 part; nil if empty, large or binary.
@@ -358,7 +342,7 @@ extension EigerStreamSource {
       let header = try json(message, 0, "the first part")
       guard let htype = htype(header) else { throw Rejection("bad-json", "first part has no 'htype'") }
       func series() throws -> Int {
-        guard let series = integer(header["series"]) else {
+        guard let series = header["series"]?.int else {
           throw Rejection("bad-field", "\(htype) without an integer 'series'")
         }
         return series
@@ -366,7 +350,7 @@ extension EigerStreamSource {
       switch htype {
       case "dheader":
         let series = try series()
-        let detail = header["header_detail"] as? String ?? "none"
+        let detail = header["header_detail"]?.string ?? "none"
         var attributes = ["header_detail": detail]
         // The first part as sent, so a stream-v1 forward can re-emit the header byte for byte.
         if let first = appendix(message, 0) { attributes["dheader"] = first }
@@ -375,7 +359,7 @@ extension EigerStreamSource {
             throw Rejection("missing-part", "header_detail \(detail) without config")
           }
           let config = try json(message, 1, "the detector configuration")
-          for key in configAttributes { if let value = text(config[key]) { attributes[key] = value } }
+          for key in configAttributes { if let value = config[key]?.text { attributes[key] = value } }
         }
         var parts: [Payload] = []
         while message.count > 1 { parts.append(WireAssembler.adopt(message.remove(at: message.count - 1))) }
@@ -388,7 +372,7 @@ extension EigerStreamSource {
         )
       case "dimage":
         let series = try series()
-        guard let frame = integer(header["frame"]) else {
+        guard let frame = header["frame"]?.int else {
           throw Rejection("bad-field", "dimage without an integer 'frame'")
         }
         guard message.count >= 3 else {
@@ -401,22 +385,22 @@ extension EigerStreamSource {
         }
         let blobSize = message.withPart(at: 2) { $0.count }
         if let size = description["size"] {
-          guard let size = integer(size), size == blobSize else {
+          guard let size = size.int, size == blobSize else {
             throw Rejection("bad-size", "image \(frame): blob of \(blobSize) bytes, dimage_d says \(size)")
           }
         }
-        let raw = description["encoding"] as? String ?? "<"
+        let raw = description["encoding"]?.string ?? "<"
         guard let (encoding, ext) = v1Encoding(raw) else {
           throw Rejection("bad-field", "image \(frame): unknown encoding '\(raw)'")
         }
         var meta = FrameMeta(
           series: series, frame: frame, name: name(series, frame, ext), createdNanos: wallNanos(),
-          encoding: encoding, dtype: description["type"] as? String)
-        if let shape = description["shape"] as? [Any] {
-          let sizes = shape.compactMap(integer)
+          encoding: encoding, dtype: description["type"]?.string)
+        if let shape = description["shape"]?.array {
+          let sizes = shape.compactMap(\.int)
           if sizes.count == shape.count, sizes.allSatisfy({ $0 >= 0 }) { meta.shape = sizes }
         }
-        if let hash = header["hash"] as? String, !hash.isEmpty {
+        if let hash = header["hash"]?.string, !hash.isEmpty {
           if hash.utf8.count == 32, hash.utf8.allSatisfy({ isHexDigit($0) }) {
             meta.checksums["md5"] = hash.lowercased()
           } else {
@@ -429,14 +413,14 @@ extension EigerStreamSource {
             throw Rejection("missing-part", "image \(frame): part 4 is not dconfig")
           }
           for key in ["start_time", "stop_time", "real_time"] {
-            if let value = text(config[key]) { meta.attributes[key] = value }
+            if let value = config[key]?.text { meta.attributes[key] = value }
           }
         }
         if message.count >= 5, let appendix = appendix(message, 4) { meta.attributes["appendix"] = appendix }
         let blob = WireAssembler.adopt(message.remove(at: 2))
         return .image(series: series, frame: frame, meta: meta, parts: [blob])
       default:
-        throw Rejection("unknown-htype", "unknown htype '\(header["htype"] as? String ?? "")'")
+        throw Rejection("unknown-htype", "unknown htype '\(header["htype"]?.string ?? "")'")
       }
     }
 
