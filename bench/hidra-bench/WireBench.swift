@@ -10,7 +10,7 @@ import HidraRuntime
 
 func benchWire() {
   let rounds = BenchOptions.rounds(default: 5)
-  let count = BenchOptions.quick ? 20_000 : 100_000
+  let count = BenchOptions.quick ? 5_000 : 20_000
   var meta = FrameMeta(
     id: 123_457, series: 3, frame: 123_456, name: "series_3/frame_123456.raw",
     createdNanos: 1_764_048_000_123_456_789)

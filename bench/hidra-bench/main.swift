@@ -4,7 +4,7 @@
 //
 //   make bench                                # all benchmarks
 //   .build/release/hidra-bench NAME...        # some: validate, throughput, checksum, memory, store,
-//                                             #   forward, directory, monitor
+//                                             #   forward, directory, monitor, wire
 //   .build/release/hidra-bench --quick        # smaller volumes, one round (or HIDRA_BENCH_QUICK=1)
 //
 // See bench/README.md for what each one measures and how to read it.
