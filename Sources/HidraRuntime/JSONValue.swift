@@ -75,24 +75,29 @@ public enum JSONValue: Sendable, Hashable {
 
   /// Converts what `JSONSerialization` returns (nil for anything else).
   public init?(foundation value: Any) {
-    switch value {
-    case let string as String: self = .string(string)
-    case let number as NSNumber:
+    // Dispatched on the dynamic type: a failed `as?` cast to String or to a
+    // class tries Objective-C bridging first, which costs more than the parse.
+    let type = Swift.type(of: value)
+    if type == String.self {
+      self = .string(value as! String)
+    } else if type is NSNumber.Type {
+      let number = value as! NSNumber
       // Foundation on Linux casts booleans and whole floats to `Int` too: the
       // number's type decides.
       switch String(cString: number.objCType) {
       case "c", "B": self = .bool(number.boolValue)
       case "d", "f": self = .double(number.doubleValue)
-      case let type:
+      case let kind:
         if let int = value as? Int {
           self = .int(int)
-        } else if type == "Q" {
+        } else if kind == "Q" {
           self = .unsigned(number.uint64Value)
         } else {
           self = .double(number.doubleValue)
         }
       }
-    case let list as [Any]:
+    } else if type == [Any].self {
+      let list = value as! [Any]
       var values: [JSONValue] = []
       values.reserveCapacity(list.count)
       for element in list {
@@ -100,7 +105,8 @@ public enum JSONValue: Sendable, Hashable {
         values.append(converted)
       }
       self = .array(values)
-    case let map as [String: Any]:
+    } else if type == [String: Any].self {
+      let map = value as! [String: Any]
       var values: [String: JSONValue] = [:]
       values.reserveCapacity(map.count)
       for (key, element) in map {
@@ -108,8 +114,10 @@ public enum JSONValue: Sendable, Hashable {
         values[key] = converted
       }
       self = .object(values)
-    case is NSNull: self = .null
-    default: return nil
+    } else if type is NSNull.Type {
+      self = .null
+    } else {
+      return nil
     }
   }
 }
