@@ -181,7 +181,7 @@ import Testing
   /// repeated, texts cut short): each decodes to the same header or control, or
   /// fails with the same error, both ways.
   @Test func mutatedMessagesDecodeAlikeBothWays() {
-    var random = SplitMix(state: 7)
+    var random = ZMQSourceTests.SplitMix(state: 7)
     let alphabet = Array(#"{}[]":,.-+0123456789eEtfnul\ "#.utf8) + [0x00, 0x0A, 0xC3, 0xFF]
     func mutate(_ text: [UInt8]) -> [UInt8] {
       var bytes = text
@@ -219,17 +219,4 @@ import Testing
     // The mutations reach both readers and both outcomes.
     #expect(decoded > 100 && plain > 100 && plain < 3_600)
   }
-}
-
-/// A small deterministic generator (SplitMix64), so a failure repeats.
-private struct SplitMix {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }
