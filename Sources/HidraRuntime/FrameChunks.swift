@@ -23,9 +23,6 @@ enum FrameChunks {
   static let slots = 128
   /// The slots start one cache line into the chunk; the link is in the first.
   private static let header = 64
-  /// Bytes per slot: a frame rounded up to whole cache lines, so that the
-  /// producer writing one slot never writes a line the consumer is reading.
-  private static let stride = (MemoryLayout<Frame>.stride + 63) / 64 * 64
 
   typealias Spare = Atomic<UnsafeMutableRawPointer?>
 
@@ -89,8 +86,8 @@ enum FrameChunks {
 
   private static func allocate() -> UnsafeMutableRawPointer {
     let chunk = UnsafeMutableRawPointer.allocate(
-      byteCount: header + slots * stride, alignment: header)
-    for index in 0..<slots { (chunk + header + index * stride).bindMemory(to: Frame.self, capacity: 1) }
+      byteCount: header + slots * MemoryLayout<Frame>.stride, alignment: header)
+    (chunk + header).bindMemory(to: Frame.self, capacity: slots)
     setNext(chunk, nil)
     return chunk
   }
@@ -104,6 +101,6 @@ enum FrameChunks {
   }
 
   private static func slot(_ chunk: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutablePointer<Frame> {
-    (chunk + header + index * stride).assumingMemoryBound(to: Frame.self)
+    (chunk + header).assumingMemoryBound(to: Frame.self) + index
   }
 }

@@ -9,13 +9,14 @@ import Foundation
 /// it does not take (an escape, a float, a negative number, `true`, `false`,
 /// `null`, a duplicate key, malformed text) goes to Foundation's
 /// `JSONSerialization`, which decides as it always did. So the fast reader never
-/// changes a result; it only answers sooner (about a tenth of the time for a
-/// wire header, `hidra-bench wire`), and `WireTests` compare the two paths on a
-/// corpus and on thousands of mutated headers.
+/// changes a result; it only answers sooner (a wire header in a sixth of the
+/// time of the Foundation path, a third of `JSONSerialization`'s parse alone:
+/// `hidra-bench wire`), and `JSONValueTests` compare the two paths on a corpus
+/// and on thousands of mutated headers and acknowledgements.
 public enum JSONValue: Sendable, Hashable {
   /// A JSON integer that fits in `Int`.
   case int(Int)
-  /// Any other number (a float, or an integer beyond `Int`), as Foundation read it.
+  /// Any other number (a float, or an integer beyond `UInt64`), as Foundation read it.
   case double(Double)
   /// An integer beyond `Int` (up to `UInt64.max`), which Foundation reads exactly.
   case unsigned(UInt64)
