@@ -95,7 +95,7 @@ func copyBeside(base: String, count: Int, content: [UInt8]) -> Double {
     defer { buffer.deallocate() }
     for index in 0..<count {
       while progress.closed.load(ordering: .acquiring) <= index { sched_yield() }
-      let (name, temporary, final) = paths[index]
+      let (name, temporary, destination) = paths[index]
       let input = open(name, O_RDONLY | O_CLOEXEC)
       precondition(input >= 0, "cannot open \(name): \(errno)")
       var offset = 0
@@ -115,7 +115,7 @@ func copyBeside(base: String, count: Int, content: [UInt8]) -> Double {
       }
       precondition(fsync(output) == 0, "fsync \(temporary) failed: \(errno)")
       close(output)
-      precondition(rename(temporary, final) == 0, "rename \(temporary) failed: \(errno)")
+      precondition(rename(temporary, destination) == 0, "rename \(temporary) failed: \(errno)")
     }
     progress.finished.store(monotonicNanos(), ordering: .releasing)
     copied.signal()
