@@ -61,15 +61,16 @@ public enum JSONValue: Sendable, Hashable {
 
   /// The top-level object of `bytes` (UTF-8 JSON), or nil when it is not a JSON
   /// object. The fast reader answers when it can, Foundation otherwise.
-  public static func object(parsing bytes: UnsafeRawBufferPointer) -> [String: JSONValue]? {
-    var reader = PlainJSONReader(bytes)
-    if let object = reader.topLevelObject() { return object }
-    return objectWithFoundation(parsing: bytes)
-  }
-
-  /// As `object(parsing:)`, through `JSONSerialization` only: the reference the
-  /// fast reader is tested and measured against.
-  public static func objectWithFoundation(parsing bytes: UnsafeRawBufferPointer) -> [String: JSONValue]? {
+  ///
+  /// `foundationOnly` skips the fast reader: the reference path it is tested
+  /// and measured against.
+  public static func object(parsing bytes: UnsafeRawBufferPointer, foundationOnly: Bool = false) -> [String:
+    JSONValue]?
+  {
+    if !foundationOnly {
+      var reader = PlainJSONReader(bytes)
+      if let object = reader.topLevelObject() { return object }
+    }
     guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes)) else { return nil }
     return JSONValue(foundation: parsed)?.object
   }

@@ -81,9 +81,7 @@ public enum Wire {
     guard bytes.count <= maxHeaderBytes else {
       throw fail("oversized-header", "header of \(bytes.count) bytes")
     }
-    let parsed =
-      foundationOnly ? JSONValue.objectWithFoundation(parsing: bytes) : JSONValue.object(parsing: bytes)
-    guard let object = parsed else {
+    guard let object = JSONValue.object(parsing: bytes, foundationOnly: foundationOnly) else {
       throw fail("bad-header", "header is not a JSON object")
     }
     guard let version = object["hidra"]?.int else {
@@ -194,9 +192,7 @@ extension Wire {
       guard bytes.count <= Wire.maxHeaderBytes * 16 else {
         throw fail("control message of \(bytes.count) bytes")
       }
-      let parsed =
-        foundationOnly ? JSONValue.objectWithFoundation(parsing: bytes) : JSONValue.object(parsing: bytes)
-      guard let object = parsed else {
+      guard let object = JSONValue.object(parsing: bytes, foundationOnly: foundationOnly) else {
         throw fail("control message is not a JSON object")
       }
       guard let version = object["hidra"]?.int else {

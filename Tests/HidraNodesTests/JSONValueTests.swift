@@ -11,7 +11,7 @@ import Testing
   }
 
   static func foundation(_ text: [UInt8]) -> [String: JSONValue]? {
-    text.withUnsafeBytes { JSONValue.objectWithFoundation(parsing: $0) }
+    text.withUnsafeBytes { JSONValue.object(parsing: $0, foundationOnly: true) }
   }
 
   /// Whether the fast reader answered by itself (without Foundation).

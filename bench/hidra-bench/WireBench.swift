@@ -52,9 +52,7 @@ func benchWire() {
       "EIGER v1 image (dimage, dimage_d, dconfig)", nil,
       { foundation in
         for part in image {
-          _ = part.withUnsafeBytes {
-            foundation ? JSONValue.objectWithFoundation(parsing: $0)! : JSONValue.object(parsing: $0)!
-          }
+          _ = part.withUnsafeBytes { JSONValue.object(parsing: $0, foundationOnly: foundation)! }
         }
       }
     ),
