@@ -52,12 +52,7 @@ func writeFiles(
     for (index, name) in names.enumerated() {
       let fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
       precondition(fd >= 0, "cannot create \(name): \(errno)")
-      var offset = 0
-      while offset < bytes.count {
-        let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-        precondition(written > 0, "write \(name) failed: \(errno)")
-        offset += written
-      }
+      writeAll(fd, bytes, name)
       close(fd)
       wrote?(index)
     }
@@ -105,17 +100,9 @@ func copyBeside(base: String, count: Int, content: [UInt8]) -> Double {
         offset += got
       }
       close(input)
-      let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-      precondition(output >= 0, "cannot create \(temporary): \(errno)")
-      offset = 0
-      while offset < size {
-        let put = write(output, buffer + offset, size - offset)
-        precondition(put > 0, "write \(temporary) failed: \(errno)")
-        offset += put
-      }
-      precondition(fsync(output) == 0, "fsync \(temporary) failed: \(errno)")
-      close(output)
-      precondition(rename(temporary, destination) == 0, "rename \(temporary) failed: \(errno)")
+      writeAtomically(
+        UnsafeRawBufferPointer(start: buffer, count: size), temporary: temporary, destination: destination,
+        sync: true)
     }
     progress.finished.store(monotonicNanos(), ordering: .releasing)
     copied.signal()

@@ -194,6 +194,29 @@ func premadePayloads(size: Int, count: Int) -> [Payload] {
   return (0..<count).map { frame in Payload(count: size) { content.fill($0, series: 1, frame: frame) } }
 }
 
+// MARK: - Files
+
+/// Writes all of `bytes` to `fd`; `path` names the file if that fails.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) {
+  var offset = 0
+  while offset < bytes.count {
+    let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+    precondition(written > 0, "write \(path) failed: \(errno)")
+    offset += written
+  }
+}
+
+/// What a store does with each file at least: creates `temporary`, writes
+/// `bytes`, syncs it if asked, closes it and renames it to `destination`.
+func writeAtomically(_ bytes: UnsafeRawBufferPointer, temporary: String, destination: String, sync: Bool) {
+  let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+  precondition(fd >= 0, "cannot create \(temporary): \(errno)")
+  writeAll(fd, bytes, temporary)
+  if sync { precondition(fsync(fd) == 0, "fsync \(temporary) failed: \(errno)") }
+  close(fd)
+  precondition(rename(temporary, destination) == 0, "rename \(temporary) failed: \(errno)")
+}
+
 // MARK: - Options and printing
 
 /// Command-line settings shared by the benchmarks.

@@ -20,18 +20,9 @@ func plainStoreLoop(size: Int, count: Int, fsyncFile: Bool, directory: String) -
   let start = monotonicNanos()
   for frame in 0..<count {
     let payload = Payload(count: size) { content.fill($0, series: 1, frame: frame) }
-    let temporary = directory + "/.\(frame).bin.tmp"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    precondition(fd >= 0, "cannot create \(temporary): \(errno)")
-    var offset = 0
-    while offset < size {
-      let written = write(fd, payload.bytes.baseAddress! + offset, size - offset)
-      precondition(written > 0, "write failed: \(errno)")
-      offset += written
-    }
-    if fsyncFile { fsync(fd) }
-    close(fd)
-    precondition(rename(temporary, directory + "/\(frame).bin") == 0)
+    writeAtomically(
+      payload.bytes, temporary: directory + "/.\(frame).bin.tmp", destination: directory + "/\(frame).bin",
+      sync: fsyncFile)
   }
   return Double(monotonicNanos() - start) / 1e9
 }
