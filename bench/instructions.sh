@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Instructions per frame on each thread of the `hop` graph (premade -> count),
+# counted by valgrind's callgrind: the runtime's per-frame cost without the noise
+# of a shared machine. Timings drift 2-4x here; an instruction count of the same
+# build does not drift at all, so it shows a change of a few percent that no
+# timing can. It is a diagnostic for work on the per-frame path, not a speed
+# claim: instructions are not time (a cache miss costs no instructions), and
+# the claims stay the same-run ratios of `hidra-bench`.
+#
+#   bench/instructions.sh              # build (release), count, print a table
+#   bench/instructions.sh BINARY       # count an existing hidra-bench binary
+#   TOP=15 bench/instructions.sh       # also list each thread's 15 costliest functions
+#
+# Needs valgrind (Debian: valgrind). valgrind 3.19 cannot read the DWARF that
+# Swift writes, so the binary is counted from a copy stripped of debug info
+# (function names stay).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v valgrind >/dev/null || { echo "error: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+
+binary=${1:-}
+if [ -z "$binary" ]; then
+  swift build -c release --product hidra-bench >&2
+  binary=.build/release/hidra-bench
+fi
+frames=200000 # what `hidra-bench hop --quick` sends
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp "$binary" "$work/hidra-bench"
+strip -g "$work/hidra-bench"
+(cd "$work" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=cg.out \
+  ./hidra-bench hop --quick --rounds=1 >/dev/null 2>valgrind.log) || {
+  cat "$work/valgrind.log" >&2
+  exit 1
+}
+
+# Each thread has its own file; the stage threads are told apart by their body.
+printf '%-8s %14s %16s\n' thread instructions "per frame"
+for file in "$work"/cg.out-*; do
+  if grep -q 'PremadeSource.*run' "$file"; then name=source
+  elif grep -q 'CountSink.*run' "$file"; then name=sink
+  else continue; fi
+  total=$(grep -m1 '^summary:' "$file" | awk '{print $2}')
+  printf '%-8s %14d %16.0f\n' "$name" "$total" "$(echo "$total / $frames" | bc -l)"
+  if [ "${TOP:-0}" -gt 0 ]; then
+    callgrind_annotate --inclusive=no "$file" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n "2,$((TOP + 1))p" \
+      | sed -E 's/ \[[^]]*\]$//' | cut -c1-150 | sed 's/^/    /'
+  fi
+done
