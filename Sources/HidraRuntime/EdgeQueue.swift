@@ -252,14 +252,18 @@ public final class EdgeQueue: @unchecked Sendable {
 
   // The producer's side, written on every frame.
   private let producerLine = CacheLinePadding()
-  private var writer: FrameChunks.Writer
-  private var sampleCount = 0
-  private var nextAllowedNanos: UInt64 = 0
-  /// Payload bytes of the data frames written.
-  private var writtenBytes = 0
-  /// The consumer's totals as last read.
-  private var seenTakenData = 0
-  private var seenTakenBytes = 0
+  /// What only the producer reads and writes (`ThreadOwned`: unchecked).
+  private struct Producer {
+    var writer: FrameChunks.Writer
+    var sampleCount = 0
+    var nextAllowedNanos: UInt64 = 0
+    /// Payload bytes of the data frames written.
+    var writtenBytes = 0
+    /// The consumer's totals as last read.
+    var seenTakenData = 0
+    var seenTakenBytes = 0
+  }
+  private let producer: ThreadOwned<Producer>
   /// Frames written (data and control): the consumer may read this many.
   private let written = Atomic<Int>(0)
   /// Data frames written (read by an abort, to count what is left).
@@ -269,10 +273,14 @@ public final class EdgeQueue: @unchecked Sendable {
 
   // The consumer's side, written on every frame.
   private let consumerLine = CacheLinePadding()
-  private var reader: FrameChunks.Reader
-  private var read = 0
-  /// Whether the consumer has seen this edge closed and drained.
-  private var sawEnd = false
+  /// What only the consumer reads and writes (`ThreadOwned`: unchecked).
+  private struct Consumer {
+    var reader: FrameChunks.Reader
+    var read = 0
+    /// Whether the consumer has seen this edge closed and drained.
+    var sawEnd = false
+  }
+  private let consumer: ThreadOwned<Consumer>
   /// Data frames and their bytes taken, published once per batch.
   private let takenData = Atomic<Int>(0)
   private let takenBytes = Atomic<Int>(0)
@@ -298,11 +306,14 @@ public final class EdgeQueue: @unchecked Sendable {
       ? min(qos.bufferBytes, paceBytes.map { UInt64($0) } ?? .max) : qos.bufferBytes
     // At most one frame a year keeps the arithmetic far from overflowing.
     self.rateInterval = qos.maxRate.map { UInt64(min(1e9 / $0, 3.2e16)) }
-    (writer, reader) = FrameChunks.make()
+    let (writer, reader) = FrameChunks.make()
+    producer = ThreadOwned(Producer(writer: writer))
+    consumer = ThreadOwned(Consumer(reader: reader))
   }
 
   deinit {
-    reader.free(remaining: written.load(ordering: .acquiring) - read, spare: spare)
+    consumer.value.reader.free(
+      remaining: written.load(ordering: .acquiring) - consumer.value.read, spare: spare)
   }
 
   var isEmpty: Bool { queue.isEmpty }
@@ -323,9 +334,9 @@ public final class EdgeQueue: @unchecked Sendable {
       let result = admitLockFree(size: size)
       guard result == .queued else { return result }
       writtenData.bump()
-      writtenBytes += size
+      producer.value.writtenBytes += size
     }
-    writer.push(consume frame, spare: spare)
+    producer.value.writer.push(consume frame, spare: spare)
     countEnqueued(size: size)
     written.store(written.load(ordering: .relaxed) + 1, ordering: .sequentiallyConsistent)
     lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
@@ -337,22 +348,23 @@ public final class EdgeQueue: @unchecked Sendable {
   private func thin() -> SendResult? {
     counters.offered.bump()
     if qos.sampleEvery > 1 {
-      defer { sampleCount += 1 }
-      if sampleCount % qos.sampleEvery != 0 {
+      defer { producer.value.sampleCount += 1 }
+      if producer.value.sampleCount % qos.sampleEvery != 0 {
         counters.countDrop(.sample)
         return .dropped(.sample)
       }
     }
     if let interval = rateInterval {
       let now = monotonicNanos()
-      if now < nextAllowedNanos {
+      if now < producer.value.nextAllowedNanos {
         counters.countDrop(.rate)
         return .dropped(.rate)
       }
       // Keep the average rate through jitter, but after an idle gap start afresh
       // rather than letting a burst through.
-      let base = now - nextAllowedNanos > interval ? now : nextAllowedNanos
-      nextAllowedNanos = base + interval
+      let next = producer.value.nextAllowedNanos
+      let base = now - next > interval ? now : next
+      producer.value.nextAllowedNanos = base + interval
     }
     return nil
   }
@@ -385,15 +397,16 @@ public final class EdgeQueue: @unchecked Sendable {
   }
 
   private func isFullBySeen(adding size: Int, bytesBound: UInt64) -> Bool {
-    let queued = writtenData.load(ordering: .relaxed) - seenTakenData
+    let queued = writtenData.load(ordering: .relaxed) - producer.value.seenTakenData
     guard queued > 0 else { return false }
-    return queued >= qos.bufferFrames || UInt64(writtenBytes - seenTakenBytes + size) > bytesBound
+    return queued >= qos.bufferFrames
+      || UInt64(producer.value.writtenBytes - producer.value.seenTakenBytes + size) > bytesBound
   }
 
   /// Sequentially consistent, for the wait's last look (`ConditionLock.waitWritable`).
   private func readConsumerTotals() {
-    seenTakenData = takenData.load(ordering: .sequentiallyConsistent)
-    seenTakenBytes = takenBytes.load(ordering: .sequentiallyConsistent)
+    producer.value.seenTakenData = takenData.load(ordering: .sequentiallyConsistent)
+    producer.value.seenTakenBytes = takenBytes.load(ordering: .sequentiallyConsistent)
   }
 
   /// Waits until a data frame of `size` bytes fits (guaranteed edge), or the run
@@ -427,12 +440,12 @@ public final class EdgeQueue: @unchecked Sendable {
   ) -> Bool {
     // Closed first: once closed, what was written before is all there is.
     let isClosed = closedFlag.load(ordering: .acquiring)
-    let available = written.load(ordering: .acquiring) - read
+    let available = written.load(ordering: .acquiring) - consumer.value.read
     var moved = 0
     var movedData = 0
     var movedDataBytes = 0
     while moved < available, taken < max, bytes < maxBytes {
-      let frame = reader.pop(spare: spare)
+      let frame = consumer.value.reader.pop(spare: spare)
       let size = frame.byteCount
       let isData = frame.kind == .data
       if isData {
@@ -445,7 +458,7 @@ public final class EdgeQueue: @unchecked Sendable {
       bytes += size
       append(frame)
     }
-    read += moved
+    consumer.value.read += moved
     if movedData > 0 {
       // Only this thread writes the totals: a relaxed load reads its own last store.
       let totalBytes = takenBytes.load(ordering: .relaxed) + movedDataBytes
@@ -453,7 +466,7 @@ public final class EdgeQueue: @unchecked Sendable {
       takenData.store(takenData.load(ordering: .relaxed) + movedData, ordering: .sequentiallyConsistent)
     }
     let ended = isClosed && moved == available
-    if ended { sawEnd = true }
+    if ended { consumer.value.sawEnd = true }
     return ended
   }
 
@@ -461,8 +474,8 @@ public final class EdgeQueue: @unchecked Sendable {
   /// (sequentially consistent, for the wait's last look).
   var hasNewsForConsumer: Bool {
     guard isLockFree else { return false }
-    if closedFlag.load(ordering: .sequentiallyConsistent) && !sawEnd { return true }
-    return written.load(ordering: .sequentiallyConsistent) != read
+    if closedFlag.load(ordering: .sequentiallyConsistent) && !consumer.value.sawEnd { return true }
+    return written.load(ordering: .sequentiallyConsistent) != consumer.value.read
   }
 
   // MARK: - Latest edges, behind the lock

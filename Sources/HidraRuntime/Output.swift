@@ -7,26 +7,31 @@
 /// consumer always has the header before its first image.
 public final class Output {
   public private(set) var edges: [EdgeQueue]
-  /// `edges`, used by `send` without reference counting: the consumer reads the
-  /// same objects for every batch, and a retain and release per frame would move
-  /// their cache lines between the cores. `edges` keeps them alive.
-  private var fastEdges: [Unmanaged<EdgeQueue>]
+  /// What `send` reads on every frame, on this stage's thread only
+  /// (`ThreadOwned`: not checked for exclusive access on every frame).
+  private struct Route {
+    /// `edges`, used by `send` without reference counting: the consumer reads
+    /// the same objects for every batch, and a retain and release per frame
+    /// would move their cache lines between the cores. `edges` keeps them alive.
+    var edges: [Unmanaged<EdgeQueue>]
+    /// Nodes fused onto this stage's thread, in order: each frame sent goes
+    /// through them before it reaches `edges`.
+    var fused: [FusedNode] = []
+  }
+  private let route: ThreadOwned<Route>
   private let counters: NodeCounters?
-  /// Nodes fused onto this stage's thread, in order: each frame sent goes
-  /// through them before it reaches `edges`.
-  private var fused: [FusedNode] = []
   /// The series start of the open series, if any.
   public private(set) var openSeries: Frame?
 
   public init(edges: [EdgeQueue], counters: NodeCounters? = nil) {
     self.edges = edges
-    self.fastEdges = edges.map { Unmanaged.passUnretained($0) }
+    self.route = ThreadOwned(Route(edges: edges.map { Unmanaged.passUnretained($0) }))
     self.counters = counters
   }
 
   /// Runs `nodes` on this stage's thread, after this stage and before `edges`;
   /// before the stage sends its first frame.
-  func fuse(_ nodes: [FusedNode]) { fused = nodes }
+  func fuse(_ nodes: [FusedNode]) { route.value.fused = nodes }
 
   /// A node running fused after this stage, and the edge it is fused by.
   final class FusedNode {
@@ -73,9 +78,9 @@ public final class Output {
   @discardableResult
   public func send(_ sent: consuming Frame) -> Bool {
     var frame = consume sent
-    if !fused.isEmpty {
+    if !route.value.fused.isEmpty {
       count(frame)
-      for node in fused {
+      for node in route.value.fused {
         guard let out = node.apply(consume frame) else { return true }
         frame = out
       }
@@ -85,14 +90,16 @@ public final class Output {
     }
     var ok = true
     if frame.receipt == nil {
-      let count = fastEdges.count
+      let count = route.value.edges.count
       guard count > 0 else { return true }
       for index in 0..<(count - 1)
-      where fastEdges[index]._withUnsafeGuaranteedRef({ $0.send(frame) }) == .closed {
+      where route.value.edges[index]._withUnsafeGuaranteedRef({ $0.send(frame) }) == .closed {
         ok = false
       }
       var moving: Frame? = consume frame
-      if fastEdges[count - 1]._withUnsafeGuaranteedRef({ $0.send(moving.take()!) }) == .closed { ok = false }
+      if route.value.edges[count - 1]._withUnsafeGuaranteedRef({ $0.send(moving.take()!) }) == .closed {
+        ok = false
+      }
     } else {
       for edge in edges where edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) == .closed {
         ok = false
@@ -107,7 +114,7 @@ public final class Output {
   @discardableResult
   public func send(_ frame: consuming Frame, toBranch index: Int) -> Bool {
     precondition(frame.kind == .data, "control frames go to every branch")
-    precondition(fused.isEmpty, "a node with branches has no fused consumer")
+    precondition(route.value.fused.isEmpty, "a node with branches has no fused consumer")
     track(frame)
     let edge = edges[index]
     // Moved to the edge when it carries no receipt; else the edge gets a copy
@@ -121,7 +128,7 @@ public final class Output {
   public func attach(_ edge: EdgeQueue) {
     if let openSeries { edge.send(openSeries) }
     edges.append(edge)
-    fastEdges.append(Unmanaged.passUnretained(edge))
+    route.value.edges.append(Unmanaged.passUnretained(edge))
   }
 
   /// The stage is done: consumers see the end once they have drained.

@@ -74,8 +74,9 @@ public final class StageContext {
   let inbox: Inbox?
   private let stopping: Stopping
   /// Frames taken from the inbox in one batch, handed out one by one (moved out,
-  /// not copied).
-  private var pending = FrameRing(capacity: 64)
+  /// not copied). Used by this stage's thread only (`ThreadOwned`: not checked
+  /// for exclusive access on every frame).
+  private let pending = ThreadOwned(FrameRing(capacity: 64))
 
   /// The context of a node fused into another stage: no input, no output of its own.
   convenience init(fusedNode node: Node, graph: Graph, counters: NodeCounters, stopping: Stopping) {
@@ -106,8 +107,8 @@ public final class StageContext {
       abandonPending()
       return nil
     }
-    if pending.isEmpty {
-      guard let inbox, inbox.receive(into: &pending, until: nil) != nil else { return nil }
+    if pending.value.isEmpty {
+      guard let inbox, inbox.receive(into: &pending.value, until: nil) != nil else { return nil }
     }
     return takePending()
   }
@@ -130,19 +131,21 @@ public final class StageContext {
       abandonPending()
       return .ended
     }
-    if pending.isEmpty {
+    if pending.value.isEmpty {
       guard let inbox else { return .ended }
       let (seconds, attoseconds) = max(timeout, .zero).components
       let nanos =
         seconds >= 1 << 30 ? 1 << 62 : UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
-      guard let took = inbox.receive(into: &pending, until: monotonicNanos() &+ nanos) else { return .ended }
+      guard let took = inbox.receive(into: &pending.value, until: monotonicNanos() &+ nanos) else {
+        return .ended
+      }
       guard took else { return .nothingYet }
     }
     return .frame(takePending())
   }
 
   private func takePending() -> Frame {
-    let frame = pending.popFirst()!
+    let frame = pending.value.popFirst()!
     counters.framesIn.bump(1)
     counters.bytesIn.bump(frame.byteCount)
     return frame
@@ -156,8 +159,8 @@ public final class StageContext {
   /// Counts the frames taken from the inputs but not yet handed out (after the
   /// stage failed), and forgets them.
   func abandonPending() {
-    countAbandoned(pending.count)
-    pending.removeAll()
+    countAbandoned(pending.value.count)
+    pending.value.removeAll()
   }
 
   /// Counts frames the node had taken but could not finish because the run was
