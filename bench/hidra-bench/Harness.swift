@@ -105,12 +105,27 @@ struct PremadeSource: StageBody {
 
   mutating func run(_ context: StageContext) throws {
     var id: UInt64 = 1
+    let template = meta
+    let plain = template == FrameMeta()
+    let (name, contentType, encoding) = (template.name, template.contentType, template.encoding)
+    let (shape, dtype, checksums, attributes) = (
+      template.shape, template.dtype, template.checksums, template.attributes
+    )
     guard context.emit(.seriesStart(1, id: id)) else { return }
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
-      var meta = self.meta
-      (meta.id, meta.series, meta.frame) = (id, 1, index)
+      // Made afresh, as a real source makes its metadata (`generate` passes
+      // only what it knows and lets the rest default): copying a template
+      // retained and released every string and collection in it, a fifth of
+      // this thread's instructions in `hop`.
+      let meta =
+        plain
+        ? FrameMeta(id: id, series: 1, frame: index)
+        : FrameMeta(
+          id: id, series: 1, frame: index, name: name, createdNanos: template.createdNanos,
+          contentType: contentType, encoding: encoding, shape: shape, dtype: dtype, checksums: checksums,
+          attributes: attributes)
       guard
         context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payloads[index % payloads.count])))
       else {
