@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per frame on each thread of the `hop` graph (premade -> count),
-# counted by valgrind's callgrind: the runtime's per-frame cost without the noise
+# and on the hashing thread of `checksum` at 64 KiB (premade -> checksum ->
+# count, fused: XXH3 itself and time spent waiting for room left out), counted
+# by valgrind's callgrind: the runtime's per-frame cost without the noise
 # of a shared machine. Timings drift 2-4x here; an instruction count of the same
 # build does not drift at all, so it shows a change of a few percent that no
 # timing can. It is a diagnostic for work on the per-frame path, not a speed
@@ -24,27 +26,46 @@ if [ -z "$binary" ]; then
   swift build -c release --product hidra-bench >&2
   binary=.build/release/hidra-bench
 fi
-frames=200000 # what `hidra-bench hop --quick` sends
+frames=200000         # what `hidra-bench hop --quick` sends
+checksumFrames=32768  # what `hidra-bench checksum --quick --size=64KiB` sends (2 GiB)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/hidra-bench"
 strip -g "$work/hidra-bench"
-(cd "$work" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=cg.out \
-  ./hidra-bench hop --quick --rounds=1 >/dev/null 2>valgrind.log) || {
-  cat "$work/valgrind.log" >&2
-  exit 1
+count() { # OUT ARGS...: run the benchmark under callgrind, one file per thread
+  local out=$1
+  shift
+  (cd "$work" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" \
+    ./hidra-bench "$@" >/dev/null 2>valgrind.log) || {
+    cat "$work/valgrind.log" >&2
+    exit 1
+  }
 }
+top() { # FILE: the costliest functions, when TOP is set
+  if [ "${TOP:-0}" -gt 0 ]; then
+    callgrind_annotate --inclusive=no "$1" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n "2,$((TOP + 1))p" \
+      | sed -E 's/ \[[^]]*\]$//' | cut -c1-150 | sed 's/^/    /'
+  fi
+}
+count cg.out hop --quick --rounds=1
+count sum.out checksum --quick --rounds=1 --size=64KiB
 
 # Each thread has its own file; the stage threads are told apart by their body.
-printf '%-8s %14s %16s\n' thread instructions "per frame"
+printf '%-16s %14s %16s\n' thread instructions "per frame"
 for file in "$work"/cg.out-*; do
   if grep -q 'PremadeSource.*run' "$file"; then name=source
   elif grep -q 'CountSink.*run' "$file"; then name=sink
   else continue; fi
   total=$(grep -m1 '^summary:' "$file" | awk '{print $2}')
-  printf '%-8s %14d %16.0f\n' "$name" "$total" "$(echo "$total / $frames" | bc -l)"
-  if [ "${TOP:-0}" -gt 0 ]; then
-    callgrind_annotate --inclusive=no "$file" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n "2,$((TOP + 1))p" \
-      | sed -E 's/ \[[^]]*\]$//' | cut -c1-150 | sed 's/^/    /'
-  fi
+  printf '%-16s %14d %16.0f\n' "hop $name" "$total" "$(echo "$total / $frames" | bc -l)"
+  top "$file"
+done
+# The hashing thread of checksum, less XXH3 and the wait for room (under
+# valgrind the threads take turns, so the producer waits whenever the edge is full).
+for file in "$work"/sum.out-*; do
+  grep -q 'PremadeSource.*run' "$file" || continue
+  total=$(callgrind_annotate --threshold=100 --inclusive=no "$file" 2>/dev/null | grep -E '^ *[0-9,]+ \(' \
+    | grep -vE 'PROGRAM TOTALS|XXH3|waitForRoom' | awk '{gsub(",", "", $1); sum += $1} END {print sum}')
+  printf '%-16s %14d %16.0f\n' "checksum source" "$total" "$(echo "$total / $checksumFrames" | bc -l)"
+  top "$file"
 done
