@@ -114,7 +114,7 @@ extension ChecksumNode {
       dropMismatches = node["on_mismatch"]?.string != "pass"
     }
 
-    mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
+    mutating func transform(_ frame: inout Frame, _ context: StageContext) -> Bool {
       if frame.kind == .data {
         var bad: [String] = []
         for algorithm in algorithms {
@@ -136,11 +136,11 @@ extension ChecksumNode {
           let carried = bad.map { "\($0) \(checksums[$0] ?? "missing")" }.joined(separator: ", ")
           context.reportError(
             "mismatch", "checksum mismatch for '\(frame.meta.name)' (carried: \(carried))")
-          if dropMismatches { return nil }  // not confirmed: its source keeps the original
+          if dropMismatches { return false }  // not confirmed: its source keeps the original
           frame.meta.attributes["checksum_mismatch"] = bad.joined(separator: ",")
         }
       }
-      return consume frame  // a plain `return frame` copied the frame and destroyed the original
+      return true
     }
   }
 }

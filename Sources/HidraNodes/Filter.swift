@@ -109,8 +109,8 @@ extension FilterNode {
       return true
     }
 
-    mutating func transform(_ frame: consuming Frame, _ context: StageContext) -> Frame? {
-      guard frame.kind == .data else { return consume frame }
+    mutating func transform(_ frame: inout Frame, _ context: StageContext) -> Bool {
+      guard frame.kind == .data else { return true }
       var pass = matches(frame) != invert
       if pass, every > 1 {
         pass = matched % every == 0
@@ -118,9 +118,9 @@ extension FilterNode {
       }
       guard pass else {
         frame.confirm()  // not wanted downstream: nothing for a sink to confirm
-        return nil
+        return false
       }
-      return consume frame  // a plain `return frame` copied the frame and destroyed the original
+      return true
     }
   }
 }

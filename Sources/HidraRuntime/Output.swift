@@ -15,11 +15,14 @@ public final class Output {
     /// would move their cache lines between the cores. `edges` keeps them alive.
     var edges: [Unmanaged<EdgeQueue>]
     /// Nodes fused onto this stage's thread, in order: each frame sent goes
-    /// through them before it reaches `edges`.
-    var fused: [FusedNode] = []
+    /// through them before it reaches `edges`. Unretained, as `edges`;
+    /// `fusedNodes` keeps them alive.
+    var fused: [Unmanaged<FusedNode>] = []
   }
   private let route: ThreadOwned<Route>
   private let counters: NodeCounters?
+  /// The fused nodes, owned.
+  private var fusedNodes: [FusedNode] = []
   /// The series start of the open series, if any.
   public private(set) var openSeries: Frame?
 
@@ -31,22 +34,28 @@ public final class Output {
 
   /// Runs `nodes` on this stage's thread, after this stage and before `edges`;
   /// before the stage sends its first frame.
-  func fuse(_ nodes: [FusedNode]) { route.value.fused = nodes }
+  func fuse(_ nodes: [FusedNode]) {
+    fusedNodes = nodes
+    route.value.fused = nodes.map { Unmanaged.passUnretained($0) }
+  }
 
   /// A node running fused after this stage, and the edge it is fused by.
   final class FusedNode {
-    var body: any FrameTransform
+    /// Used on this stage's thread only (`ThreadOwned`: its mutating
+    /// `transform` is not checked for exclusive access on every frame).
+    let body: ThreadOwned<any FrameTransform>
     let context: StageContext
     let edge: EdgeCounters
 
     init(body: any FrameTransform, context: StageContext, edge: EdgeCounters) {
-      self.body = body
+      self.body = ThreadOwned(body)
       self.context = context
       self.edge = edge
     }
 
-    /// Passes one frame through the node, counting it on the edge and the node.
-    func apply(_ frame: consuming Frame) -> Frame? {
+    /// Passes one frame through the node, counting it on the edge and the node:
+    /// false when the node dropped it.
+    func apply(_ frame: inout Frame) -> Bool {
       let size = frame.byteCount
       // All on this thread: the queue in between is only counted, never filled.
       if frame.kind == .data {
@@ -60,10 +69,10 @@ public final class Output {
       let counters = context.counters
       counters.framesIn.bump(1)
       counters.bytesIn.bump(size)
-      guard let out = body.transform(consume frame, context) else { return nil }
+      guard body.value.transform(&frame, context) else { return false }
       counters.framesOut.bump(1)
-      counters.bytesOut.bump(out.byteCount)
-      return out
+      counters.bytesOut.bump(frame.byteCount)
+      return true
     }
   }
 
@@ -81,8 +90,7 @@ public final class Output {
     if !route.value.fused.isEmpty {
       count(frame)
       for node in route.value.fused {
-        guard let out = node.apply(consume frame) else { return true }
-        frame = out
+        guard node._withUnsafeGuaranteedRef({ $0.apply(&frame) }) else { return true }
       }
       remember(frame)
     } else {
