@@ -68,26 +68,38 @@ extension ChecksumNode {
 
     /// The digest of `parts` with a 64-bit `algorithm` (`xxh3`, `xxh64`); nil for the others.
     public static func value64(_ algorithm: String, _ parts: some Collection<Payload>) -> UInt64? {
+      guard let integer = Checksums.Integer(rawValue: algorithm) else { return nil }
+      if parts.count == 1, let part = parts.first { return value64(integer, part.bytes) }
+      return value64(integer, parts: parts)
+    }
+
+    /// The digest of a frame's parts with a 64-bit `algorithm`: a single part
+    /// (almost every frame) is hashed borrowed, without retaining it.
+    public static func value64(_ algorithm: Checksums.Integer, _ parts: PayloadParts) -> UInt64 {
+      parts.withSinglePart { value64(algorithm, $0.bytes) } ?? value64(algorithm, parts: parts)
+    }
+
+    static func value64(_ algorithm: Checksums.Integer, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
       switch algorithm {
-      case "xxh3":
-        if parts.count == 1, let part = parts.first {
-          return hidra_xxh3_64(part.bytes.baseAddress, part.count)
-        }
+      case .xxh3: hidra_xxh3_64(bytes.baseAddress, bytes.count)
+      case .xxh64: hidra_xxh64(bytes.baseAddress, bytes.count, 0)
+      }
+    }
+
+    /// Several parts (or none), streamed through one state.
+    static func value64(_ algorithm: Checksums.Integer, parts: some Collection<Payload>) -> UInt64 {
+      switch algorithm {
+      case .xxh3:
         let state = hidra_xxh3_create()!
         defer { hidra_xxh3_free(state) }
         for part in parts { hidra_xxh3_update(state, part.bytes.baseAddress, part.count) }
         return hidra_xxh3_digest(state)
-      case "xxh64":
-        if parts.count == 1, let part = parts.first {
-          return hidra_xxh64(part.bytes.baseAddress, part.count, 0)
-        }
+      case .xxh64:
         let state = XXH64_createState()!
         defer { XXH64_freeState(state) }
         XXH64_reset(state, 0)
         for part in parts { XXH64_update(state, part.bytes.baseAddress, part.count) }
         return XXH64_digest(state)
-      default:
-        return nil
       }
     }
 
@@ -107,14 +119,26 @@ extension ChecksumNode {
     let algorithms: [String]
     let verify: Bool
     let dropMismatches: Bool
+    /// `algorithms`, when computing only digests kept as integers (`xxh3`,
+    /// `xxh64`): the path of every fused checksum node, with no name compared
+    /// and no payload retained per frame.
+    let integers: [Checksums.Integer]?
 
     init(node: Node) {
       algorithms = node["algorithms"]?.list?.compactMap(\.string) ?? ["xxh3"]
       verify = node["mode"]?.string == "verify"
       dropMismatches = node["on_mismatch"]?.string != "pass"
+      let integers = algorithms.compactMap(Checksums.Integer.init(rawValue:))
+      self.integers = !verify && integers.count == algorithms.count ? integers : nil
     }
 
     mutating func transform(_ frame: inout Frame, _ context: StageContext) -> Bool {
+      if let integers, frame.kind == .data {
+        for algorithm in integers {
+          frame.meta.checksums.set(algorithm, Digest.value64(algorithm, frame.parts))
+        }
+        return true
+      }
       if frame.kind == .data {
         var bad: [String] = []
         for algorithm in algorithms {

@@ -55,16 +55,28 @@ public struct Checksums: Sendable, Hashable, Sequence, ExpressibleByDictionaryLi
     }
   }
 
+  /// The algorithms whose digests are kept as integers.
+  public enum Integer: String, Sendable, CaseIterable {
+    case xxh3, xxh64
+  }
+
   /// Sets a 64-bit digest (`xxh3`, `xxh64`) without spelling it out.
   public mutating func set(_ algorithm: String, _ digest: UInt64) {
-    switch algorithm {
-    case "xxh3": xxh3 = digest
-    case "xxh64": xxh64 = digest
-    default:
+    guard let integer = Integer(rawValue: algorithm) else {
       others[algorithm] = Self.hex(digest)
       return
     }
-    if !others.isEmpty { others[algorithm] = nil }
+    set(integer, digest)
+  }
+
+  /// Sets a 64-bit digest without spelling it out, or even comparing names (a
+  /// checksum node does this for every frame).
+  public mutating func set(_ algorithm: Integer, _ digest: UInt64) {
+    switch algorithm {
+    case .xxh3: xxh3 = digest
+    case .xxh64: xxh64 = digest
+    }
+    if !others.isEmpty { others[algorithm.rawValue] = nil }
   }
 
   public var isEmpty: Bool { xxh3 == nil && xxh64 == nil && others.isEmpty }

@@ -72,7 +72,7 @@ public struct FrameMeta: Sendable, Hashable {
   public init(
     id: UInt64 = 0, series: Int = 0, frame: Int = 0, name: String = "", createdNanos: UInt64 = 0,
     contentType: String = "application/octet-stream", encoding: String = "raw", shape: [Int]? = nil,
-    dtype: String? = nil, checksums: Checksums = Checksums(), attributes: [String: String] = [:]
+    dtype: String? = nil, checksums: Checksums = Checksums(), attributes: [String: String] = .init()
   ) {
     self.id = id
     self.series = series

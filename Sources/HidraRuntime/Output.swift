@@ -46,11 +46,15 @@ public final class Output {
     let body: ThreadOwned<any FrameTransform>
     let context: StageContext
     let edge: EdgeCounters
+    /// `context.counters`, held here: read through the context it was retained
+    /// and released on every frame.
+    let counters: NodeCounters
 
     init(body: any FrameTransform, context: StageContext, edge: EdgeCounters) {
       self.body = ThreadOwned(body)
       self.context = context
       self.edge = edge
+      self.counters = context.counters
     }
 
     /// Passes one frame through the node, counting it on the edge and the node:
@@ -66,7 +70,6 @@ public final class Output {
       edge.enqueuedBytes.bump(size)
       edge.delivered.bump()
       edge.deliveredBytes.bump(size)
-      let counters = context.counters
       counters.framesIn.bump(1)
       counters.bytesIn.bump(size)
       guard body.value.transform(&frame, context) else { return false }
@@ -89,8 +92,9 @@ public final class Output {
     var frame = consume sent
     if !route.value.fused.isEmpty {
       count(frame)
-      for node in route.value.fused {
-        guard node._withUnsafeGuaranteedRef({ $0.apply(&frame) }) else { return true }
+      // By index: a for-in over the array retained and released its buffer.
+      for index in route.value.fused.indices {
+        guard route.value.fused[index]._withUnsafeGuaranteedRef({ $0.apply(&frame) }) else { return true }
       }
       remember(frame)
     } else {

@@ -23,6 +23,15 @@ public struct PayloadParts: RandomAccessCollection, RangeReplaceableCollection, 
 
   public init<S: Sequence>(_ elements: S) where S.Element == Payload { self.init(Array(elements)) }
 
+  /// `body` applied to the one part, borrowed (not retained); nil when there
+  /// are several parts, or none.
+  public func withSinglePart<R>(_ body: (borrowing Payload) -> R) -> R? {
+    switch storage {
+    case .one(let payload): body(payload)
+    case .many: nil
+    }
+  }
+
   public var startIndex: Int { 0 }
   public var endIndex: Int {
     switch storage {
