@@ -74,9 +74,10 @@ extension ChecksumNode {
     }
 
     /// The digest of a frame's parts with a 64-bit `algorithm`: a single part
-    /// (almost every frame) is hashed borrowed, without retaining it.
+    /// (almost every frame) in one call, several streamed.
     public static func value64(_ algorithm: Checksums.Integer, _ parts: PayloadParts) -> UInt64 {
-      parts.withSinglePart { value64(algorithm, $0.bytes) } ?? value64(algorithm, parts: parts)
+      if let bytes = parts.singlePartBytes { return value64(algorithm, bytes) }
+      return value64(algorithm, parts: parts)
     }
 
     static func value64(_ algorithm: Checksums.Integer, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
@@ -121,7 +122,7 @@ extension ChecksumNode {
     let dropMismatches: Bool
     /// `algorithms`, when computing only digests kept as integers (`xxh3`,
     /// `xxh64`): the path of every fused checksum node, with no name compared
-    /// and no payload retained per frame.
+    /// per frame.
     let integers: [Checksums.Integer]?
 
     init(node: Node) {

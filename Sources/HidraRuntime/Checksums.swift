@@ -14,7 +14,7 @@
 public struct Checksums: Sendable, Hashable, Sequence, ExpressibleByDictionaryLiteral {
   private var xxh3: UInt64?
   private var xxh64: UInt64?
-  private var others: [String: String] = [:]
+  private var others = [String: String]()  // not `[:]`: the literal goes through a variadic init
 
   public init() {}
 

@@ -116,7 +116,9 @@ public struct Frame: Sendable {
     self.init(kind: kind, meta: meta, parts: PayloadParts(parts))
   }
 
-  private static func count(_ parts: PayloadParts) -> Int { parts.reduce(0) { $0 + $1.count } }
+  private static func count(_ parts: PayloadParts) -> Int {
+    parts.singlePartBytes?.count ?? parts.reduce(0) { $0 + $1.count }
+  }
 
   public static func seriesStart(
     _ series: Int, id: UInt64 = 0, header: Payload? = nil, attributes: [String: String] = [:]

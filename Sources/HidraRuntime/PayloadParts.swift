@@ -23,13 +23,11 @@ public struct PayloadParts: RandomAccessCollection, RangeReplaceableCollection, 
 
   public init<S: Sequence>(_ elements: S) where S.Element == Payload { self.init(Array(elements)) }
 
-  /// `body` applied to the one part, borrowed (not retained); nil when there
-  /// are several parts, or none.
-  public func withSinglePart<R>(_ body: (borrowing Payload) -> R) -> R? {
-    switch storage {
-    case .one(let payload): body(payload)
-    case .many: nil
-    }
+  /// The bytes of the one part; nil when there are several parts, or none.
+  /// They stay valid while this value (or a copy of it) holds the part.
+  public var singlePartBytes: UnsafeRawBufferPointer? {
+    guard case .one(let payload) = storage else { return nil }
+    return payload.bytes
   }
 
   public var startIndex: Int { 0 }
