@@ -112,6 +112,7 @@ struct PremadeSource: StageBody {
       template.shape, template.dtype, template.checksums, template.attributes
     )
     guard context.emit(.seriesStart(1, id: id)) else { return }
+    var next = 0  // the payload to send: counted round, not `index % payloads.count` (a division per frame)
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
@@ -127,10 +128,11 @@ struct PremadeSource: StageBody {
           contentType: contentType, encoding: encoding, shape: shape, dtype: dtype, checksums: checksums,
           attributes: attributes)
       guard
-        context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payloads[index % payloads.count])))
+        context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payloads[next])))
       else {
         return
       }
+      next = next + 1 == payloads.count ? 0 : next + 1
     }
     while hold && !context.isStopping { usleep(10_000) }
     context.emit(.seriesEnd(1, id: id + 1, frames: count))
@@ -145,6 +147,8 @@ struct GraphRun {
   var cpuSeconds: Double
   /// The most data frames seen queued on one edge, sampled every tick.
   var peakQueuedFrames: Int
+  /// The time producers spent waiting for room, over all edges.
+  var blockedSeconds: Double
   /// What each `count` node received, by node name.
   var received: [String: (frames: Int, bytes: Int)]
   var graph: Graph
@@ -170,8 +174,10 @@ func runGraph(
   let seconds = Double(monotonicNanos() - start) / 1e9
   let cpuSeconds = processCPUSeconds() - cpuStart
   precondition(runtime.failures.isEmpty, "benchmark graph failed: \(runtime.failures)")
+  let blocked = runtime.metrics.edges.reduce(0) { $0 + $1.blockedNanos.load(ordering: .relaxed) }
   return GraphRun(
     seconds: seconds, cpuSeconds: cpuSeconds, peakQueuedFrames: peakQueued,
+    blockedSeconds: Double(blocked) / 1e9,
     received: tallies.mapValues {
       ($0.frames.load(ordering: .relaxed), $0.bytes.load(ordering: .relaxed))
     }, graph: graph)
@@ -264,6 +270,14 @@ enum BenchOptions {
 
   /// Whether the column `name` (e.g. raw, a, b, rawhash) is measured.
   static func measures(_ name: String) -> Bool { only.isEmpty || only.contains(name) }
+
+  /// `--distinct=N`: `checksum` cycles through N premade payloads (its own
+  /// default otherwise).
+  static func distinct(default normal: Int) -> Int {
+    CommandLine.arguments.lazy.filter { $0.hasPrefix("--distinct=") }.compactMap {
+      Int($0.dropFirst("--distinct=".count))
+    }.first.map { max($0, 1) } ?? normal
+  }
 
   /// `--verbose`: print every measurement, not only the best.
   static let verbose = CommandLine.arguments.contains("--verbose")
