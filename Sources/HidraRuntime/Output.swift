@@ -57,6 +57,11 @@ public final class Output {
       self.counters = context.counters
     }
 
+    /// `node.apply(&frame)` without retaining the node.
+    static func apply(_ node: Unmanaged<FusedNode>, _ frame: inout Frame) -> Bool {
+      node._withUnsafeGuaranteedRef { $0.apply(&frame) }
+    }
+
     /// Passes one frame through the node, counting it on the edge and the node:
     /// false when the node dropped it.
     func apply(_ frame: inout Frame) -> Bool {
@@ -79,6 +84,13 @@ public final class Output {
     }
   }
 
+  /// Moves `frame` to `edge` without retaining the edge.
+  private static func send(_ frame: consuming Frame, to edge: Unmanaged<EdgeQueue>) -> SendResult {
+    // A closure cannot move what it captures: the frame goes through an optional.
+    var moving: Frame? = consume frame
+    return edge._withUnsafeGuaranteedRef { $0.send(moving.take()!) }
+  }
+
   /// The number of branches (consuming edges).
   public var branchCount: Int { edges.count }
 
@@ -88,13 +100,15 @@ public final class Output {
   /// The frame is moved on, not copied, where it can be: to the last edge, and
   /// through fused nodes.
   @discardableResult
-  public func send(_ sent: consuming Frame) -> Bool {
-    var frame = consume sent
+  public func send(_ frame: consuming Frame) -> Bool {
+    // No closure here captures `frame` (the helpers below hold them): a
+    // captured parameter cannot be moved on at the end, and copying it into a
+    // local to work on cost a copy of the whole frame.
     if !route.value.fused.isEmpty {
       count(frame)
       // By index: a for-in over the array retained and released its buffer.
       for index in route.value.fused.indices {
-        guard route.value.fused[index]._withUnsafeGuaranteedRef({ $0.apply(&frame) }) else { return true }
+        guard FusedNode.apply(route.value.fused[index], &frame) else { return true }
       }
       remember(frame)
     } else {
@@ -104,14 +118,10 @@ public final class Output {
     if frame.receipt == nil {
       let count = route.value.edges.count
       guard count > 0 else { return true }
-      for index in 0..<(count - 1)
-      where route.value.edges[index]._withUnsafeGuaranteedRef({ $0.send(frame) }) == .closed {
+      for index in 0..<(count - 1) where Self.send(copy frame, to: route.value.edges[index]) == .closed {
         ok = false
       }
-      var moving: Frame? = consume frame
-      if route.value.edges[count - 1]._withUnsafeGuaranteedRef({ $0.send(moving.take()!) }) == .closed {
-        ok = false
-      }
+      if Self.send(consume frame, to: route.value.edges[count - 1]) == .closed { ok = false }
     } else {
       for edge in edges where edge.send(frame.copy(forGuaranteedEdge: edge.isGuaranteed)) == .closed {
         ok = false
