@@ -101,9 +101,9 @@ public final class Output {
   /// through fused nodes.
   @discardableResult
   public func send(_ frame: consuming Frame) -> Bool {
-    // No closure here captures `frame` (the helpers below hold them): a
-    // captured parameter cannot be moved on at the end, and copying it into a
-    // local to work on cost a copy of the whole frame.
+    // No closure here captures `frame` (the static helpers hold the closures
+    // that avoid retaining nodes and edges): a captured parameter cannot be
+    // moved on at the end, and copying it into a local cost a whole frame.
     if !route.value.fused.isEmpty {
       count(frame)
       // By index: a for-in over the array retained and released its buffer.
