@@ -103,8 +103,9 @@ public struct FrameMeta: Sendable, Hashable, CustomReflectable {
 
   public init(
     id: UInt64 = 0, series: Int = 0, frame: Int = 0, name: String = "", createdNanos: UInt64 = 0,
-    contentType: String = "application/octet-stream", encoding: String = "raw", shape: [Int]? = nil,
-    dtype: String? = nil, checksums: Checksums = Checksums(), attributes: [String: String] = .init()
+    contentType: borrowing String = "application/octet-stream", encoding: borrowing String = "raw",
+    shape: borrowing [Int]? = nil, dtype: borrowing String? = nil, checksums: Checksums = Checksums(),
+    attributes: borrowing [String: String] = .init()
   ) {
     // The defaults (what most sources leave) are not boxed.
     let isDefault =
@@ -115,7 +116,8 @@ public struct FrameMeta: Sendable, Hashable, CustomReflectable {
       ? nil
       : DetailsBox(
         Details(
-          contentType: contentType, encoding: encoding, shape: shape, dtype: dtype, attributes: attributes))
+          contentType: copy contentType, encoding: copy encoding, shape: copy shape, dtype: copy dtype,
+          attributes: copy attributes))
     self.id = id
     self.series = series
     self.frame = frame
