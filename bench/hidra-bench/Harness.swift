@@ -106,32 +106,17 @@ struct PremadeSource: StageBody {
   mutating func run(_ context: StageContext) throws {
     var id: UInt64 = 1
     let template = meta
-    let plain = template == FrameMeta()
-    let (name, contentType, encoding) = (template.name, template.contentType, template.encoding)
-    let (shape, dtype, checksums, attributes) = (
-      template.shape, template.dtype, template.checksums, template.attributes
-    )
     guard context.emit(.seriesStart(1, id: id)) else { return }
     var next = 0  // the payload to send: counted round, not `index % payloads.count` (a division per frame)
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
-      // Made afresh, as a real source makes its metadata (`generate` passes
-      // only what it knows and lets the rest default), and straight into the
-      // frame: copying a template, or binding the new metadata to a name first,
-      // cost whole copies of it, a third of this thread's instructions in `hop`.
-      let parts = PayloadParts(payloads[next])
-      let sent =
-        plain
-        ? context.emit(Frame(kind: .data, meta: FrameMeta(id: id, series: 1, frame: index), parts: parts))
-        : context.emit(
-          Frame(
-            kind: .data,
-            meta: FrameMeta(
-              id: id, series: 1, frame: index, name: name, createdNanos: template.createdNanos,
-              contentType: contentType, encoding: encoding, shape: shape, dtype: dtype, checksums: checksums,
-              attributes: attributes), parts: parts))
-      guard sent else { return }
+      // The template with this frame's numbers, straight into the frame: its
+      // payload description is shared (boxed), as a source shares it within a
+      // series. Binding new metadata to a name first cost whole copies of it.
+      var frame = Frame(kind: .data, meta: template, parts: PayloadParts(payloads[next]))
+      (frame.meta.id, frame.meta.series, frame.meta.frame) = (id, 1, index)
+      guard context.emit(consume frame) else { return }
       next = next + 1 == payloads.count ? 0 : next + 1
     }
     while hold && !context.isStopping { usleep(10_000) }
