@@ -12,9 +12,9 @@
 // same hashing on one thread, each digest handed to a second thread through the
 // least a hand-over can be (a ring of one cache line per slot, one atomic store
 // per frame, a reader that spins and yields, as Hidra's edges do), nothing else.
-// No frames, no metadata, no counters. On a shared 2-core VM even this bare
-// pipeline often stays below 0.9 of the single thread (the hashing core loses
-// speed once the other core is busy too); `node/bound` is how far Hidra is from it.
+// No frames, no metadata, no counters. `bound/direct` is what the machine allows
+// a pipeline in the same minutes (0.91-1.02 in the runs so far), `node/bound`
+// how far Hidra is from it.
 
 import CXXHash
 import Foundation
@@ -102,11 +102,11 @@ func benchChecksum() {
   let sizes = [64 << 10, 1 << 20, 4 << 20]
   // Many short rounds rather than a few long ones: this machine's speed drifts
   // by a quarter over seconds, and the best of three half-second runs per
-  // column left the ratio to which column caught a quick second.
+  // column left the ratio to which column caught a quiet second.
   let rounds = BenchOptions.rounds(default: 9)
   let volume = BenchOptions.quick ? 2 << 30 : 5 << 30
-  // Eight distinct payloads: 512 KiB at 64 KiB (in L2), 8 MiB at 1 MiB and
-  // 32 MiB at 4 MiB (L3-sized on the reference machine). Both sides hash the same.
+  // Eight distinct payloads: 512 KiB at 64 KiB (the size of L2 here), 8 MiB at
+  // 1 MiB and 32 MiB at 4 MiB (L3-sized). Every column hashes the same.
   let distinct = BenchOptions.distinct(default: 8)
   print(
     "checksum: xxh3 in the checksum node (premade -> checksum -> count) vs XXH3 called directly "
