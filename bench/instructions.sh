@@ -57,7 +57,7 @@ for file in "$work"/cg.out-*; do
   elif grep -q 'CountSink.*run' "$file"; then name=sink
   else continue; fi
   total=$(grep -m1 '^summary:' "$file" | awk '{print $2}')
-  printf '%-16s %14d %16.0f\n' "hop $name" "$total" "$(echo "$total / $frames" | bc -l)"
+  printf '%-16s %14d %16.0f\n' "hop $name" "$total" "$(awk -v t="$total" -v f="$frames" 'BEGIN { print t / f }')"
   top "$file"
 done
 # The hashing thread of checksum, less XXH3 and the wait for room (under
@@ -66,6 +66,6 @@ for file in "$work"/sum.out-*; do
   grep -q 'PremadeSource.*run' "$file" || continue
   total=$(callgrind_annotate --threshold=100 --inclusive=no "$file" 2>/dev/null | grep -E '^ *[0-9,]+ \(' \
     | grep -vE 'PROGRAM TOTALS|XXH3|waitForRoom' | awk '{gsub(",", "", $1); sum += $1} END {print sum}')
-  printf '%-16s %14d %16.0f\n' "checksum source" "$total" "$(echo "$total / $checksumFrames" | bc -l)"
+  printf '%-16s %14d %16.0f\n' "checksum source" "$total" "$(awk -v t="$total" -v f="$checksumFrames" 'BEGIN { print t / f }')"
   top "$file"
 done
