@@ -240,10 +240,14 @@ enum BenchOptions {
 
   /// `--rounds=N`: measure each row N times and keep the best (a benchmark's own
   /// default otherwise, 1 with --quick).
-  static func rounds(default normal: Int) -> Int {
-    CommandLine.arguments.lazy.filter { $0.hasPrefix("--rounds=") }.compactMap {
-      Int($0.dropFirst("--rounds=".count))
-    }.first ?? (quick ? 1 : normal)
+  static func rounds(default normal: Int) -> Int { integer("rounds") ?? (quick ? 1 : normal) }
+
+  /// The first `--NAME=N` given with an integer N, if any.
+  static func integer(_ name: String) -> Int? {
+    let prefix = "--\(name)="
+    return CommandLine.arguments.lazy.filter { $0.hasPrefix(prefix) }.compactMap {
+      Int($0.dropFirst(prefix.count))
+    }.first
   }
 
   /// `--only=raw,a,b,rawhash`: measure only these columns of `throughput` (to profile one);
@@ -258,11 +262,7 @@ enum BenchOptions {
 
   /// `--distinct=N`: `checksum` cycles through N premade payloads (its own
   /// default otherwise).
-  static func distinct(default normal: Int) -> Int {
-    CommandLine.arguments.lazy.filter { $0.hasPrefix("--distinct=") }.compactMap {
-      Int($0.dropFirst("--distinct=".count))
-    }.first.map { max($0, 1) } ?? normal
-  }
+  static func distinct(default normal: Int) -> Int { integer("distinct").map { max($0, 1) } ?? normal }
 
   /// `--verbose`: print every measurement, not only the best.
   static let verbose = CommandLine.arguments.contains("--verbose")

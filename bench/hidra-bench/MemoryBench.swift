@@ -101,9 +101,7 @@ func benchMemory() {
   let volume = BenchOptions.quick ? 4_000_000_000 : 20_000_000_000
   let rounds = BenchOptions.rounds(default: 2)
   let inProcess = CommandLine.arguments.contains("--in-process")
-  if let only = CommandLine.arguments.lazy.filter({ $0.hasPrefix("--case=") }).compactMap({
-    Int($0.dropFirst("--case=".count))
-  }).first {
+  if let only = BenchOptions.integer("case") {
     // A child: one row, its cells on one line, tab-separated, for the parent.
     print(memoryRow(memoryCases[only], volume: volume).joined(separator: "\t"))
     return
