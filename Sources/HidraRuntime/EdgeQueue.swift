@@ -65,14 +65,17 @@ public final class Inbox: @unchecked Sendable {
   /// consumer never holds much beyond its edges' byte bounds: small frames move
   /// in batches, large ones one at a time.
   public func receive(
-    into frames: inout some RangeReplaceableCollection<Frame>, max: Int = 64, maxBytes: Int = 1 << 20
+    into frames: inout some RangeReplaceableCollection<Frame>, max: Int = FrameBatch.maxFrames,
+    maxBytes: Int = FrameBatch.maxBytes
   ) -> Bool {
     receive(until: nil, max: max, maxBytes: maxBytes) { frames.append($0) } ?? false
   }
 
   /// Like `receive(into:max:maxBytes:)` but returns after `timeoutNanos` without a
   /// frame; `nil` means the input is over, an empty array means nothing arrived.
-  public func receive(timeoutNanos: UInt64, max: Int = 64, maxBytes: Int = 1 << 20) -> [Frame]? {
+  public func receive(
+    timeoutNanos: UInt64, max: Int = FrameBatch.maxFrames, maxBytes: Int = FrameBatch.maxBytes
+  ) -> [Frame]? {
     var frames: [Frame] = []
     let deadline = monotonicNanos() + timeoutNanos
     guard receive(until: deadline, max: max, maxBytes: maxBytes, { frames.append($0) }) != nil else {
@@ -84,7 +87,10 @@ public final class Inbox: @unchecked Sendable {
   /// The stages' own way in: frames are moved into `ring`, never copied. With a
   /// deadline (CLOCK_MONOTONIC nanoseconds), gives up then: true when frames were
   /// taken, false when none arrived in time, nil when the input is over.
-  func receive(into ring: inout FrameRing, until deadline: UInt64?, max: Int = 64, maxBytes: Int = 1 << 20)
+  func receive(
+    into ring: inout FrameRing, until deadline: UInt64?, max: Int = FrameBatch.maxFrames,
+    maxBytes: Int = FrameBatch.maxBytes
+  )
     -> Bool?
   {
     receive(until: deadline, max: max, maxBytes: maxBytes) { ring.append($0) }
@@ -329,18 +335,68 @@ public final class EdgeQueue: @unchecked Sendable {
   public func send(_ frame: consuming Frame) -> SendResult {
     guard isLockFree else { return sendLocked(consume frame) }
     if inbox.isClosedForSends { return .closed }
+    var unpublished = 0
+    let result = write(consume frame, unpublished: &unpublished)
+    publish(unpublished)
+    return result
+  }
+
+  /// Offers the frames of `batch` in order, taking them all out of it: each
+  /// meets the edge's QoS as it would alone, but the consumer is told once, for
+  /// the whole batch (on a guaranteed edge, also before each wait for room).
+  /// Returns false when the edge is closed for sends (the run was aborted or
+  /// the consumer has gone): the data frames of the batch not queued by then
+  /// are counted as offered and dropped (`aborted` or `closed`), and let go.
+  func send(batch: inout FrameRing) -> Bool {
+    guard isLockFree else {
+      while let frame = batch.popFirst() {
+        if sendLocked(consume frame) == .closed { return letGo(&batch) }
+      }
+      return true
+    }
+    if inbox.isClosedForSends { return letGo(&batch) }
+    var unpublished = 0
+    defer { publish(unpublished) }
+    while let frame = batch.popFirst() {
+      if write(consume frame, unpublished: &unpublished) == .closed { return letGo(&batch) }
+    }
+    return true
+  }
+
+  /// Counts the data frames of `batch` as offered and dropped, the edge being
+  /// closed for sends, and lets them go. Returns false (the edge is closed).
+  private func letGo(_ batch: inout FrameRing) -> Bool {
+    let dataFrames = batch.tally().dataFrames
+    if dataFrames > 0 {
+      counters.offered.add(dataFrames, ordering: .relaxed)
+      counters.countDrop(inbox.aborted.load(ordering: .relaxed) ? .aborted : .closed, dataFrames)
+    }
+    batch.removeAll()
+    return false
+  }
+
+  /// Admits and writes one frame, without telling the consumer: `unpublished`
+  /// counts the frames written since it was last told, and is published (and
+  /// zeroed) before any wait for room, so the consumer can make that room.
+  private func write(_ frame: consuming Frame, unpublished: inout Int) -> SendResult {
     let size = frame.byteCount
     if frame.kind == .data {
-      let result = admitLockFree(size: size)
+      let result = admitLockFree(size: size, unpublished: &unpublished)
       guard result == .queued else { return result }
       writtenData.bump()
       producer.value.writtenBytes += size
     }
     producer.value.writer.push(consume frame, spare: spare)
     countEnqueued(size: size)
-    written.store(written.load(ordering: .relaxed) + 1, ordering: .sequentiallyConsistent)
-    lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
+    unpublished += 1
     return .queued
+  }
+
+  /// Tells the consumer of `count` more frames written, and wakes it if it sleeps.
+  private func publish(_ count: Int) {
+    guard count > 0 else { return }
+    written.store(written.load(ordering: .relaxed) + count, ordering: .sequentiallyConsistent)
+    lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
   }
 
   /// Thinning (sample, rate), applied to every data frame offered: nil when it
@@ -372,12 +428,15 @@ public final class EdgeQueue: @unchecked Sendable {
   // MARK: - Lock-free edges (guaranteed, best-effort): the producer's side
 
   /// Applies thinning and the delivery mode to a data frame of `size` bytes
-  /// about to be written, waiting for room on a guaranteed edge.
-  private func admitLockFree(size: Int) -> SendResult {
+  /// about to be written, waiting for room on a guaranteed edge (after
+  /// publishing the `unpublished` frames).
+  private func admitLockFree(size: Int, unpublished: inout Int) -> SendResult {
     if let thinned = thin() { return thinned }
     switch qos.delivery {
     case .guaranteed:
       guard isFull(adding: size, bytesBound: waitBytes) else { return .queued }
+      publish(unpublished)
+      unpublished = 0
       return waitForRoom(size: size)
     case .bestEffort:
       guard isFull(adding: size, bytesBound: qos.bufferBytes) else { return .queued }
@@ -500,7 +559,7 @@ public final class EdgeQueue: @unchecked Sendable {
   private func evictLocked(size: Int) -> SendResult {
     if let thinned = thin() { return thinned }
     var result = SendResult.queued
-    while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.kind == .data }) {
+    while isFullLocked(adding: size), let index = queue.firstIndex(where: { $0.pointee.kind == .data }) {
       let evicted = queue.remove(at: index)
       dataFrames -= 1
       bytes -= evicted.byteCount
@@ -575,7 +634,7 @@ public final class EdgeQueue: @unchecked Sendable {
       isLockFree
       ? writtenData.load(ordering: .sequentiallyConsistent)
         - takenData.load(ordering: .sequentiallyConsistent)
-      : queue.count { $0.kind == .data }
+      : queue.count { $0.pointee.kind == .data }
     if left > 0 { counters.countDrop(reason, left) }
   }
 }

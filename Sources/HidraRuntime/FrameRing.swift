@@ -55,17 +55,58 @@ struct FrameRing: ~Copyable {
     return frame
   }
 
+  // The frames are looked at through pointers: a closure taking a `borrowing
+  // Frame` read from this storage got a copy of each frame (a retain of every
+  // reference it holds, and a release after), four times per frame per batch.
+
   /// The offset of the first frame that satisfies `predicate`.
-  func firstIndex(where predicate: (borrowing Frame) -> Bool) -> Int? {
-    for offset in 0..<count where predicate(storage[slot(offset)]) { return offset }
+  func firstIndex(where predicate: (UnsafePointer<Frame>) -> Bool) -> Int? {
+    for offset in 0..<count where predicate(storage + slot(offset)) { return offset }
     return nil
   }
 
+  /// Whether some frame satisfies `predicate`.
+  func contains(where predicate: (UnsafePointer<Frame>) -> Bool) -> Bool {
+    firstIndex(where: predicate) != nil
+  }
+
   /// How many frames satisfy `predicate`.
-  func count(where predicate: (borrowing Frame) -> Bool) -> Int {
+  func count(where predicate: (UnsafePointer<Frame>) -> Bool) -> Int {
     var found = 0
-    for offset in 0..<count where predicate(storage[slot(offset)]) { found += 1 }
+    for offset in 0..<count where predicate(storage + slot(offset)) { found += 1 }
     return found
+  }
+
+  /// Calls `body` on each frame in order.
+  func forEach(_ body: (UnsafePointer<Frame>) -> Void) {
+    for offset in 0..<count { body(storage + slot(offset)) }
+  }
+
+  /// How many data frames there are, and the payload bytes of all frames.
+  func tally() -> (dataFrames: Int, bytes: Int) {
+    var dataFrames = 0
+    var bytes = 0
+    forEach { frame in
+      if frame.pointee.kind == .data { dataFrames += 1 }
+      bytes += frame.pointee.byteCount
+    }
+    return (dataFrames, bytes)
+  }
+
+  /// Calls `body` on each frame in order, in place; a frame for which it
+  /// returns false is dropped, and the ones behind it move up.
+  mutating func update(_ body: (inout Frame) -> Bool) {
+    var kept = 0
+    for offset in 0..<count {
+      let frame = storage + slot(offset)
+      if body(&frame.pointee) {
+        if kept != offset { (storage + slot(kept)).moveInitialize(from: frame, count: 1) }
+        kept += 1
+      } else {
+        frame.deinitialize(count: 1)
+      }
+    }
+    count = kept
   }
 
   mutating func removeAll() {

@@ -1,15 +1,16 @@
 /// The output side of a stage: the edges to its consumers.
 ///
 /// Owned by the producing stage's thread. `send` offers a frame to every edge in
-/// turn; a full best-effort or latest edge drops and returns at once, so only a
-/// full guaranteed edge can make the producer wait. The current series start is
+/// turn (`send(batch:)` a batch of frames); a full best-effort or latest edge
+/// drops and returns at once, so only a full guaranteed edge can make the
+/// producer wait. The current series start is
 /// remembered and replayed to an edge that attaches mid-series, so a late
 /// consumer always has the header before its first image.
 public final class Output {
   public private(set) var edges: [EdgeQueue]
   /// What `send` reads on every frame, on this stage's thread only
   /// (`ThreadOwned`: not checked for exclusive access on every frame).
-  private struct Route {
+  private struct Route: ~Copyable {
     /// `edges`, used by `send` without reference counting: the consumer reads
     /// the same objects for every batch, and a retain and release per frame
     /// would move their cache lines between the cores. `edges` keeps them alive.
@@ -18,6 +19,8 @@ public final class Output {
     /// through them before it reaches `edges`. Unretained, as `edges`;
     /// `fusedNodes` keeps them alive.
     var fused: [Unmanaged<FusedNode>] = []
+    /// Where a batch's copies for one edge are put (every edge but the last).
+    var copies = FrameRing(capacity: FrameBatch.maxFrames)
   }
   private let route: ThreadOwned<Route>
   private let counters: NodeCounters?
@@ -66,21 +69,40 @@ public final class Output {
     /// false when the node dropped it.
     func apply(_ frame: inout Frame) -> Bool {
       let size = frame.byteCount
-      // All on this thread: the queue in between is only counted, never filled.
-      if frame.kind == .data {
-        edge.offered.bump()
-        edge.deliveredData.bump()
-      }
-      edge.enqueued.bump()
-      edge.enqueuedBytes.bump(size)
-      edge.delivered.bump()
-      edge.deliveredBytes.bump(size)
-      counters.framesIn.bump(1)
-      counters.bytesIn.bump(size)
+      countIn(frames: 1, dataFrames: frame.kind == .data ? 1 : 0, bytes: size)
       guard body.value.transform(&frame, context) else { return false }
       counters.framesOut.bump(1)
       counters.bytesOut.bump(frame.byteCount)
       return true
+    }
+
+    /// `node.apply(&batch)` without retaining the node.
+    static func apply(_ node: Unmanaged<FusedNode>, _ batch: inout FrameRing) {
+      node._withUnsafeGuaranteedRef { $0.apply(&batch) }
+    }
+
+    /// Passes a batch through the node, frame by frame in order, counting the
+    /// batch once; the frames the node drops leave the batch.
+    func apply(_ batch: inout FrameRing) {
+      let (dataFrames, bytes) = batch.tally()
+      countIn(frames: batch.count, dataFrames: dataFrames, bytes: bytes)
+      let context = self.context
+      batch.update { body.value.transform(&$0, context) }
+      counters.framesOut.bump(batch.count)
+      counters.bytesOut.bump(batch.tally().bytes)
+    }
+
+    /// Counts frames in, on the edge and the node. All on this thread: the
+    /// queue in between is only counted, never filled.
+    private func countIn(frames: Int, dataFrames: Int, bytes: Int) {
+      edge.offered.bump(dataFrames)
+      edge.deliveredData.bump(dataFrames)
+      edge.enqueued.bump(frames)
+      edge.enqueuedBytes.bump(bytes)
+      edge.delivered.bump(frames)
+      edge.deliveredBytes.bump(bytes)
+      counters.framesIn.bump(frames)
+      counters.bytesIn.bump(bytes)
     }
   }
 
@@ -131,6 +153,61 @@ public final class Output {
     return ok
   }
 
+  /// Sends the frames of `batch` on, in order, as `send(_:)` would one by one,
+  /// and empties it: each fused node runs over the whole batch in turn, then
+  /// each edge takes the batch (every edge but the last a copy of it), telling
+  /// its consumer once. Returns false when some edge is closed for good.
+  @discardableResult
+  public func send(batch: inout FrameBatch) -> Bool {
+    defer { batch.byteCount = 0 }
+    guard !batch.isEmpty else { return true }
+    count(batch.ring)
+    for index in route.value.fused.indices {
+      FusedNode.apply(route.value.fused[index], &batch.ring)
+    }
+    batch.ring.forEach { frame in
+      if frame.pointee.kind != .data { remember(frame.pointee) }
+    }
+    let count = route.value.edges.count
+    guard count > 0, !batch.isEmpty else {
+      batch.ring.removeAll()
+      return true
+    }
+    // A tracked frame is confirmed once every edge has its own copy (with its
+    // own receipt on a guaranteed edge), so no edge takes the original.
+    let tracked = batch.ring.contains { $0.pointee.receipt != nil }
+    var ok = true
+    for index in 0..<count {
+      let edge = route.value.edges[index]
+      if index == count - 1 && !tracked {
+        ok = Self.send(batch: &batch.ring, to: edge) && ok
+      } else {
+        ok = Self.send(copiesOf: batch.ring, to: edge, through: &route.value.copies) && ok
+      }
+    }
+    if tracked {
+      batch.ring.forEach { $0.pointee.confirm() }
+      batch.ring.removeAll()
+    }
+    return ok
+  }
+
+  /// Moves the frames of `batch` to `edge` without retaining the edge.
+  private static func send(batch: inout FrameRing, to edge: Unmanaged<EdgeQueue>) -> Bool {
+    edge._withUnsafeGuaranteedRef { $0.send(batch: &batch) }
+  }
+
+  /// Sends copies of the frames of `batch` to `edge`, put in `copies` first.
+  private static func send(
+    copiesOf batch: borrowing FrameRing, to edge: Unmanaged<EdgeQueue>, through copies: inout FrameRing
+  ) -> Bool {
+    edge._withUnsafeGuaranteedRef { edge in
+      let guaranteed = edge.isGuaranteed
+      batch.forEach { copies.append($0.pointee.copy(forGuaranteedEdge: guaranteed)) }
+      return edge.send(batch: &copies)
+    }
+  }
+
   /// Sends a data frame to one branch only (round-robin and by-key splits).
   /// Control frames always go to every branch: use `send(_:)` for them.
   @discardableResult
@@ -174,5 +251,11 @@ public final class Output {
   private func count(_ frame: Frame) {
     counters?.framesOut.bump(1)
     counters?.bytesOut.bump(frame.byteCount)
+  }
+
+  private func count(_ batch: borrowing FrameRing) {
+    guard let counters else { return }
+    counters.framesOut.bump(batch.count)
+    counters.bytesOut.bump(batch.tally().bytes)
   }
 }

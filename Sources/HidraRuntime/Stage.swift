@@ -15,7 +15,8 @@ public protocol StageBody {
 
 /// A node whose work is one frame at a time, in place: it may run fused on its
 /// producer's thread (see `Plan`), its `transform` called for each frame the
-/// producer sends. Run on its own thread, it loops over its input.
+/// producer sends. Run on its own thread, it loops over its input, a batch at a
+/// time: each frame received so far is transformed, then the batch is emitted.
 public protocol FrameTransform: StageBody {
   /// Handles one frame, changing it in place: true to pass it on, false when the
   /// node drops it (confirming it first if it was dropped on purpose, see
@@ -26,9 +27,11 @@ public protocol FrameTransform: StageBody {
 
 extension FrameTransform {
   public mutating func run(_ context: StageContext) throws {
-    while var frame = context.receive() {
-      // Moved on, not copied: a copy would retain every reference the frame holds.
-      if transform(&frame, context), !context.emit(consume frame) { return }
+    var batch = FrameBatch()
+    while context.receive(into: &batch) {
+      // In place: a frame is never copied (a copy retains every reference it holds).
+      batch.ring.update { transform(&$0, context) }
+      guard context.emit(&batch) else { return }
     }
   }
 }
@@ -146,6 +149,25 @@ public final class StageContext {
     return .frame(takePending())
   }
 
+  /// Moves every frame received but not yet taken into `batch`, behind what it
+  /// holds, waiting for one as `receive()` does: false when every input has
+  /// ended (or the run was aborted). At most `FrameBatch.maxFrames` frames and
+  /// about `FrameBatch.maxBytes` arrive at once.
+  public func receive(into batch: inout FrameBatch) -> Bool {
+    if stopping.aborted {
+      abandonPending()
+      return false
+    }
+    if pending.value.isEmpty {
+      guard let inbox, inbox.receive(into: &pending.value, until: nil) != nil else { return false }
+    }
+    let before = (frames: batch.count, bytes: batch.byteCount)
+    while let frame = pending.value.popFirst() { batch.append(frame) }
+    counters.framesIn.bump(batch.count - before.frames)
+    counters.bytesIn.bump(batch.byteCount - before.bytes)
+    return true
+  }
+
   private func takePending() -> Frame {
     let frame = pending.value.popFirst()!
     counters.framesIn.bump(1)
@@ -157,6 +179,13 @@ public final class StageContext {
   /// this stage's consumers (aborted, or a consumer failed).
   @discardableResult
   public func emit(_ frame: consuming Frame) -> Bool { output.send(consume frame) }
+
+  /// Sends the frames of `batch` to every consumer, in order, and empties it:
+  /// as emitting them one by one, but the runtime's work per frame is done
+  /// once per batch where it can be (see `FrameBatch`). Returns false when the
+  /// run is over for this stage's consumers.
+  @discardableResult
+  public func emit(_ batch: inout FrameBatch) -> Bool { output.send(batch: &batch) }
 
   /// Counts the frames taken from the inputs but not yet handed out (after the
   /// stage failed), and forgets them.

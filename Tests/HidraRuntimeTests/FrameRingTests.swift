@@ -33,13 +33,50 @@ import Testing
     ring.append(.seriesStart(1))
     for index in 0..<5 { ring.append(dataFrame(index)) }
     ring.append(.seriesEnd(1, frames: 5))
-    #expect(ring.count(where: { $0.kind == .data }) == 5)
-    #expect(ring.firstIndex(where: { $0.kind == .data }) == 1)
+    let dataCount = ring.count(where: { $0.pointee.kind == .data })
+    let firstData = ring.firstIndex(where: { $0.pointee.kind == .data })
+    let hasEnd = ring.contains(where: { $0.pointee.kind == .seriesEnd })
+    let hasSeries2 = ring.contains(where: { $0.pointee.meta.series == 2 })
+    let tally = ring.tally()
+    #expect(dataCount == 5)
+    #expect(firstData == 1)
+    #expect(hasEnd && !hasSeries2)
+    #expect(tally == (dataFrames: 5, bytes: 5 * 16))
     #expect(stampedIndex(ring.remove(at: 3)) == 2)
     #expect(stampedIndex(ring.remove(at: 1)) == 0)
     var left: [String] = []
     while let frame = ring.popFirst() { left.append(describe([frame])[0]) }
     #expect(left == ["start1", "1", "3", "4", "end1"])
+  }
+
+  @Test func updatesInPlaceDroppingWhatTheBodyRejects() {
+    let released = Counter()
+    var ring = FrameRing(capacity: 8)
+    // Wrapped around: the front is at slot 5 of 8 when the update runs.
+    for index in 0..<5 { ring.append(dataFrame(index)) }
+    for _ in 0..<5 { _ = ring.popFirst() }
+    for index in 0..<7 {
+      var frame = dataFrame(index)
+      if index % 2 == 1 {
+        let payload = Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
+        frame.parts = [payload]
+      }
+      ring.append(frame)
+    }
+    var seen: [Int] = []
+    ring.update { frame in
+      seen.append(frame.meta.frame)
+      guard frame.meta.frame % 2 == 0 else { return false }
+      frame.meta.name = "kept_\(frame.meta.frame)"
+      return true
+    }
+    let kept = ring.count
+    #expect(seen == Array(0..<7), "every frame, in order")
+    #expect(released.value == 3, "the three rejected frames are let go, once each")
+    #expect(kept == 4)
+    var names: [String] = []
+    while let frame = ring.popFirst() { names.append(frame.meta.name) }
+    #expect(names == ["kept_0", "kept_2", "kept_4", "kept_6"], "changed in place, order kept")
   }
 
   @Test func releasesWhatItHoldsWhenDropped() {

@@ -11,7 +11,9 @@ struct RuntimeTests {
   /// Sends 10,000 frames to a guaranteed sink and to a stalled sink behind a
   /// `delivery` edge with a buffer of 4; the source must finish while the stalled
   /// sink is still stalled.
-  func isolation(_ delivery: Delivery) throws -> (stored: [Frame], live: [Frame], liveEdge: EdgeCounters?) {
+  func isolation(_ delivery: Delivery, batched: Bool) throws -> (
+    stored: [Frame], live: [Frame], liveEdge: EdgeCounters?
+  ) {
     let graph = try TestGraphs.graph(
       """
       graph: isolation
@@ -33,7 +35,7 @@ struct RuntimeTests {
     let runtime = try Runtime(
       graph: graph,
       factory: TestFactory(bodies: [
-        "source": { CountingSource(count: 10_000, finished: finished) },
+        "source": { CountingSource(count: 10_000, finished: finished, batched: batched) },
         "store": { RecordingSink(recorder: stored) },
         "live": { RecordingSink(recorder: live, stall: release, reading: liveReading) },
       ]))
@@ -112,17 +114,21 @@ struct RuntimeTests {
     #expect(unpaced.stored == 102)
   }
 
-  @Test("isolation: a stalled latest sink keeps the newest 4 and never slows the source or its sibling")
-  func isolationLatest() throws {
-    let (_, live, counters) = try isolation(.latest)
+  @Test(
+    "isolation: a stalled latest sink keeps the newest 4 and never slows the source or its sibling",
+    arguments: [false, true])
+  func isolationLatest(batched: Bool) throws {
+    let (_, live, counters) = try isolation(.latest, batched: batched)
     #expect(describe(live) == ["start1", "9996", "9997", "9998", "9999", "end1"])
     #expect(counters?.dropped(.oldest) == 9996)
     #expect(counters?.snapshot().totalDropped == 9996)
   }
 
-  @Test("isolation: a stalled best-effort sink keeps the first 4 and never slows the source or its sibling")
-  func isolationBestEffort() throws {
-    let (_, live, counters) = try isolation(.bestEffort)
+  @Test(
+    "isolation: a stalled best-effort sink keeps the first 4 and never slows the source or its sibling",
+    arguments: [false, true])
+  func isolationBestEffort(batched: Bool) throws {
+    let (_, live, counters) = try isolation(.bestEffort, batched: batched)
     #expect(describe(live) == ["start1", "0", "1", "2", "3", "end1"])
     #expect(counters?.dropped(.full) == 9996)
     #expect(counters?.snapshot().totalDropped == 9996)
@@ -371,6 +377,57 @@ struct RuntimeTests {
       Issue.record("expected multiHost, got \(String(describing: error))")
       return
     }
+  }
+
+  @Test(
+    "a transform, fused or on its own thread, fed one by one or in batches: what it drops is gone, and counted",
+    arguments: [(false, false), (false, true), (true, false), (true, true)])
+  func transformCounts(fused: Bool, batched: Bool) throws {
+    let graph = try TestGraphs.graph(
+      """
+      nodes:
+        source: {type: test-source}
+        half: {type: \(fused ? "test-every-other" : "test-every-other-stage"), input: source}
+        sink: {type: test-sink, input: half}
+      """)
+    let recorder = Recorder()
+    let runtime = try Runtime(
+      graph: graph,
+      factory: TestFactory(bodies: [
+        "source": { CountingSource(count: 1000, bytes: 32, batched: batched) },
+        "half": { EveryOtherTransform() },
+        "sink": { RecordingSink(recorder: recorder) },
+      ]))
+    let fusable = TestFactory(bodies: [:])
+    #expect(
+      Plan.fusedEdges(graph, isFusable: { fusable.isFusable($0) }, touchesPayload: { _ in false }).map(\.to)
+        == (fused ? ["half"] : []))
+    runtime.start()
+    guard expectFinishes(runtime) else { return }
+    #expect(runtime.failures.isEmpty)
+
+    let frames = recorder.all
+    #expect(dataIndices(frames) == Array(stride(from: 0, to: 1000, by: 2)))
+    #expect(frames.filter { $0.kind == .data }.allSatisfy { $0.meta.name == "kept_\($0.meta.frame)" })
+    #expect(frames.first?.kind == .seriesStart && frames.last?.kind == .seriesEnd)
+    let nodes = Dictionary(uniqueKeysWithValues: runtime.metrics.snapshot().nodes.map { ($0.node, $0) })
+    #expect(nodes["source"]?.framesOut == 1002)
+    #expect(nodes["source"]?.bytesOut == 32_000)
+    #expect(nodes["half"]?.framesIn == 1002)
+    #expect(nodes["half"]?.bytesIn == 32_000)
+    #expect(nodes["half"]?.framesOut == 502)
+    #expect(nodes["half"]?.bytesOut == 16_000)
+    #expect(nodes["sink"]?.framesIn == 502)
+    let into = runtime.metrics.edge(from: "source", to: "half")?.snapshot()
+    #expect(into?.offered == 1000)
+    #expect(into?.delivered == 1002)
+    #expect(into?.deliveredData == 1000)
+    #expect(into?.deliveredBytes == 32_000)
+    #expect(into?.queuedFrames == 0)
+    let out = runtime.metrics.edge(from: "half", to: "sink")?.snapshot()
+    #expect(out?.offered == 500)
+    #expect(out?.delivered == 502)
+    #expect(out?.totalDropped == 0)
   }
 
   @Test("metrics: node and edge counters agree with what was sent")

@@ -214,6 +214,12 @@ enum TestGraphs {
   static let catalog = NodeCatalog([
     NodeTypeSpec(name: "test-source", kind: .source, summary: "a test source", options: []),
     NodeTypeSpec(name: "test-relay", kind: .filter, summary: "passes every frame on", options: []),
+    NodeTypeSpec(
+      name: "test-every-other", kind: .filter, summary: "drops odd data frames (fusable)", options: [],
+      fusable: { _ in true }),
+    NodeTypeSpec(
+      name: "test-every-other-stage", kind: .filter, summary: "drops odd data frames (own stage)", options: []
+    ),
     NodeTypeSpec(name: "test-sink", kind: .forward, summary: "a test sink", options: []),
     NodeTypeSpec(name: "test-unrunnable", kind: .forward, summary: "no factory runs it", options: []),
   ])
@@ -236,12 +242,15 @@ enum TestStageError: Error, Equatable {
 
 /// Makes each node's body from a closure chosen by node name.
 struct TestFactory: StageFactory {
-  var runnableTypes: Set<String> = ["test-source", "test-relay", "test-sink"]
+  var runnableTypes: Set<String> = [
+    "test-source", "test-relay", "test-sink", "test-every-other", "test-every-other-stage",
+  ]
   var bodies: [String: @Sendable () -> any StageBody]
   /// The source nodes that say they can wait (`StageFactory.canWait`).
   var waiting: Set<String> = []
 
   func canWait(_ node: Node) -> Bool { waiting.contains(node.name) }
+  var catalog: NodeCatalog? { TestGraphs.catalog }
 
   func makeBody(for node: Node, in graph: Graph) throws -> any StageBody {
     guard let make = bodies[node.name] else { throw TestStageError.noBody(node.name) }
@@ -252,22 +261,49 @@ struct TestFactory: StageFactory {
 // MARK: - Test stages
 
 /// Emits a series start, `count` data frames and the series end, then opens
-/// `finished` and returns.
+/// `finished` and returns. `batched`, it emits them in `FrameBatch`es.
 struct CountingSource: StageBody {
   let count: Int
   var bytes = 16
   var finished: Gate?
-  /// Data frames for which `emit` reported success.
+  /// Data frames for which `emit` reported success (counted per batch when batched).
   var emitted: Counter?
+  var batched = false
 
   mutating func run(_ context: StageContext) throws {
-    context.emit(.seriesStart(1))
-    for index in 0..<count {
-      guard context.emit(dataFrame(index, bytes: bytes)) else { break }
-      emitted?.increment()
+    guard batched else {
+      context.emit(.seriesStart(1))
+      for index in 0..<count {
+        guard context.emit(dataFrame(index, bytes: bytes)) else { break }
+        emitted?.increment()
+      }
+      context.emit(.seriesEnd(1, frames: count))
+      finished?.open()
+      return
     }
-    context.emit(.seriesEnd(1, frames: count))
+    var batch = FrameBatch()
+    batch.append(.seriesStart(1))
+    for index in 0..<count {
+      batch.append(dataFrame(index, bytes: bytes))
+      if batch.isFull {
+        let data = batch.count
+        guard context.emit(&batch) else { break }
+        for _ in 0..<data { emitted?.increment() }
+      }
+    }
+    batch.append(.seriesEnd(1, frames: count))
+    context.emit(&batch)
     finished?.open()
+  }
+}
+
+/// Drops every data frame whose number is odd; passes the rest, named `kept_N`.
+struct EveryOtherTransform: FrameTransform {
+  mutating func transform(_ frame: inout Frame, _ context: StageContext) -> Bool {
+    guard frame.kind == .data else { return true }
+    guard frame.meta.frame % 2 == 0 else { return false }
+    frame.meta.name = "kept_\(frame.meta.frame)"
+    return true
   }
 }
 
