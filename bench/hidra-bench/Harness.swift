@@ -96,7 +96,8 @@ struct CountSink: StageBody {
 }
 
 /// Sends `count` data frames whose payloads are `payloads` in turn (shared, never
-/// filled), between a series start and a series end.
+/// filled), between a series start and a series end; in batches, as a source that
+/// has frames at hand does (`FrameBatch`).
 struct PremadeSource: StageBody {
   let payloads: [Payload]
   let count: Int
@@ -108,6 +109,7 @@ struct PremadeSource: StageBody {
     let template = meta
     guard context.emit(.seriesStart(1, id: id)) else { return }
     var next = 0  // the payload to send: counted round, not `index % payloads.count` (a division per frame)
+    var batch = FrameBatch()
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
@@ -116,9 +118,11 @@ struct PremadeSource: StageBody {
       // series. Binding new metadata to a name first cost whole copies of it.
       var frame = Frame(kind: .data, meta: template, parts: PayloadParts(payloads[next]))
       (frame.meta.id, frame.meta.series, frame.meta.frame) = (id, 1, index)
-      guard context.emit(consume frame) else { return }
+      batch.append(consume frame)
       next = next + 1 == payloads.count ? 0 : next + 1
+      if batch.isFull { guard context.emit(&batch) else { return } }
     }
+    guard context.emit(&batch) else { return }
     while hold && !context.isStopping { usleep(10_000) }
     context.emit(.seriesEnd(1, id: id + 1, frames: count))
   }

@@ -119,17 +119,21 @@ extension GenerateSource {
         if let framesPerSeries { fields.append("\"frames\": \(framesPerSeries)") }
         return Payload(copying: Array(("{" + fields.joined(separator: ", ") + "}").utf8))
       }
+      // Unpaced, frames go out in batches; paced, each goes out on time.
+      var batch = FrameBatch()
       while !context.isStopping {
         if let count, made >= count { break }
         if let end, monotonicNanos() >= end { break }
         if !open {
           id += 1
-          guard context.emit(.seriesStart(series, id: id, header: header(series), attributes: attributes))
-          else { return }
+          batch.append(.seriesStart(series, id: id, header: header(series), attributes: attributes))
           open = true
           inSeries = 0
         }
-        if let interval { Self.sleep(until: start + UInt64(made) * interval) }
+        if let interval {
+          guard batch.isEmpty || context.emit(&batch) else { return }
+          Self.sleep(until: start + UInt64(made) * interval)
+        }
         let payload = Payload(count: size) { content.fill($0, series: series, frame: inSeries) }
         id += 1
         let frameName = name.render { field -> PathTemplate.FieldValue in
@@ -144,20 +148,24 @@ extension GenerateSource {
           id: id, series: series, frame: inSeries, name: frameName,
           createdNanos: wallNanos(),
           shape: shape, dtype: shape == nil ? nil : dtype, attributes: attributes)
-        guard context.emit(Frame(kind: .data, meta: meta, parts: PayloadParts(payload))) else { return }
+        batch.append(Frame(kind: .data, meta: meta, parts: PayloadParts(payload)))
         made += 1
         inSeries += 1
         if let framesPerSeries, inSeries >= framesPerSeries {
           id += 1
-          guard context.emit(.seriesEnd(series, id: id, frames: inSeries)) else { return }
+          batch.append(.seriesEnd(series, id: id, frames: inSeries))
           open = false
           series += 1
+        }
+        if batch.isFull || interval != nil {
+          guard context.emit(&batch) else { return }
         }
       }
       if open {
         id += 1
-        context.emit(.seriesEnd(series, id: id, frames: inSeries))
+        batch.append(.seriesEnd(series, id: id, frames: inSeries))
       }
+      context.emit(&batch)
     }
 
     static func sleep(until deadline: UInt64) {
