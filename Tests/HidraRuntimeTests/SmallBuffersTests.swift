@@ -17,6 +17,21 @@ struct SmallBuffersTests {
     #expect(SmallBuffers.sizeClass(32769) == nil, "64 KiB and up: BufferPool's")
   }
 
+  @Test("payload buffers start on a cache line (1 KiB up) or a page (64 KiB up), fresh or reused")
+  func alignment() {
+    for size in [1000, 4096, 5000, 32768, 65536, 100_000, 1 << 20, 5 << 20] {
+      let alignment = size >= BufferPool.threshold ? 4096 : 64
+      // Several at once (fresh buffers), then again after they are given back (reused ones).
+      for round in 0..<2 {
+        let payloads = (0..<4).map { _ in Payload(count: size) { _ in } }
+        for payload in payloads {
+          let address = UInt(bitPattern: payload.bytes.baseAddress)
+          #expect(address % UInt(alignment) == 0, "\(size) bytes, round \(round): at \(address)")
+        }
+      }
+    }
+  }
+
   @Test("a thread gets back the buffer it gave last")
   func sameThreadReuse() {
     let (first, capacity) = SmallBuffers.take(3000)!
