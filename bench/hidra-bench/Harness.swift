@@ -2,6 +2,7 @@
 // (a counting sink and a source of premade frames), a stage factory that adds them
 // to the real ones, and a helper that validates and runs a graph and times it.
 
+import CXXHash
 import Foundation
 import HidraGraph
 import HidraNodes
@@ -48,6 +49,29 @@ enum HarnessNodes {
   static let catalog = NodeCatalog(NodeTypes.all + [count, premade, stream])
 }
 
+/// The in-situ baseline of `hidra-bench checksum`: a premade source given one
+/// times each batch it makes and emits (through the fused checksum node, onto
+/// the edge), then hashes as many of `payloads` with XXH3 directly and times
+/// that: the same thread, the same moment, the same sizes, so the machine's
+/// drift (a quarter over seconds here) falls on both alike. `payloads` is a set
+/// of its own, as large as the node's, so that neither reads what the other
+/// has just read.
+final class InSituBaseline: Sendable {
+  let payloads: [Payload]
+  /// Nanoseconds spent making and emitting batches, and hashing directly.
+  let nodeNanos = Atomic<Int>(0)
+  let directNanos = Atomic<Int>(0)
+  /// The direct digests, folded: kept so the hashing cannot be optimized away.
+  let digests = Atomic<UInt64>(0)
+
+  init(payloads: [Payload]) { self.payloads = payloads }
+
+  /// The node's share over the direct hashing's, so far.
+  var ratio: Double {
+    Double(directNanos.load(ordering: .relaxed)) / Double(max(1, nodeNanos.load(ordering: .relaxed)))
+  }
+}
+
 /// The real stage factory (`NodeRuntime`) plus the harness's node types.
 struct HarnessFactory: StageFactory {
   let real = NodeRuntime()
@@ -59,6 +83,8 @@ struct HarnessFactory: StageFactory {
   let premade: [Payload]
   /// The metadata of every premade frame (its id, series and frame are set per frame).
   var premadeMeta = FrameMeta()
+  /// Given, every `premade` node measures against it (`InSituBaseline`).
+  var baseline: InSituBaseline?
 
   var runnableTypes: Set<String> { real.runnableTypes.union(["count", "premade", "stream"]) }
 
@@ -72,7 +98,7 @@ struct HarnessFactory: StageFactory {
     case "premade":
       return PremadeSource(
         payloads: premade, count: node["count"]?.integer ?? 1, meta: premadeMeta,
-        hold: node["hold"]?.boolean ?? false)
+        hold: node["hold"]?.boolean ?? false, baseline: baseline)
     default: return try real.makeBody(for: node, in: graph)
     }
   }
@@ -103,6 +129,7 @@ struct PremadeSource: StageBody {
   let count: Int
   var meta = FrameMeta()
   var hold = false
+  var baseline: InSituBaseline?
 
   mutating func run(_ context: StageContext) throws {
     var id: UInt64 = 1
@@ -110,6 +137,8 @@ struct PremadeSource: StageBody {
     guard context.emit(.seriesStart(1, id: id)) else { return }
     var next = 0  // the payload to send: counted round, not `index % payloads.count` (a division per frame)
     var batch = FrameBatch()
+    var baselineNext = 0
+    var started = monotonicNanos()
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
@@ -120,11 +149,37 @@ struct PremadeSource: StageBody {
       (frame.meta.id, frame.meta.series, frame.meta.frame) = (id, 1, index)
       batch.append(consume frame)
       next = next + 1 == payloads.count ? 0 : next + 1
-      if batch.isFull { guard context.emit(&batch) else { return } }
+      if batch.isFull || index == count - 1 {
+        let frames = batch.count
+        guard context.emit(&batch) else { return }
+        if let baseline { started = Self.hashDirectly(frames, baseline, from: &baselineNext, after: started) }
+      }
     }
     guard context.emit(&batch) else { return }
     while hold && !context.isStopping { usleep(10_000) }
     context.emit(.seriesEnd(1, id: id + 1, frames: count))
+  }
+
+  /// Counts the time since `started` as the node's, hashes `count` of the
+  /// baseline's payloads (from `next` on) and counts that time as the direct
+  /// hashing's. Returns when it finished.
+  static func hashDirectly(
+    _ count: Int, _ baseline: InSituBaseline, from next: inout Int, after started: UInt64
+  )
+    -> UInt64
+  {
+    let emitted = monotonicNanos()
+    var digests: UInt64 = 0
+    for _ in 0..<count {
+      let bytes = baseline.payloads[next].bytes
+      digests ^= hidra_xxh3_64(bytes.baseAddress, bytes.count)
+      next = next + 1 == baseline.payloads.count ? 0 : next + 1
+    }
+    let hashed = monotonicNanos()
+    baseline.nodeNanos.add(Int(emitted - started), ordering: .relaxed)
+    baseline.directNanos.add(Int(hashed - emitted), ordering: .relaxed)
+    baseline.digests.store(baseline.digests.load(ordering: .relaxed) ^ digests, ordering: .relaxed)
+    return hashed
   }
 }
 
@@ -147,9 +202,10 @@ struct GraphRun {
 /// runs it to its end, and times it. `tick` is called every `tickNanos` on the
 /// calling thread while the graph runs (the memory benchmark samples RSS there).
 func runGraph(
-  _ yaml: String, premade: [Payload] = [], tickNanos: UInt64 = 100_000_000, tick: (() -> Void)? = nil
+  _ yaml: String, premade: [Payload] = [], baseline: InSituBaseline? = nil, tickNanos: UInt64 = 100_000_000,
+  tick: (() -> Void)? = nil
 ) -> GraphRun {
-  let (runtime, graph, tallies) = prepareGraph(yaml, premade: premade)
+  let (runtime, graph, tallies) = prepareGraph(yaml, premade: premade, baseline: baseline)
   let start = monotonicNanos()
   let cpuStart = processCPUSeconds()
   runtime.start()
@@ -174,7 +230,9 @@ func runGraph(
 
 /// Validates `yaml` with the harness catalog (any error stops the benchmark) and
 /// makes its runtime, not started yet, with a tally for each `count` node.
-func prepareGraph(_ yaml: String, premade: [Payload] = []) -> (Runtime, Graph, [String: Tally]) {
+func prepareGraph(_ yaml: String, premade: [Payload] = [], baseline: InSituBaseline? = nil) -> (
+  Runtime, Graph, [String: Tally]
+) {
   let check = GraphValidator(catalog: HarnessNodes.catalog).validate(text: yaml, file: "bench.yaml")
   guard check.isValid, let graph = check.graph else {
     fatalError(
@@ -184,7 +242,9 @@ func prepareGraph(_ yaml: String, premade: [Payload] = []) -> (Runtime, Graph, [
   for node in graph.nodes where node.type == "count" { tallies[node.name] = Tally() }
   do {
     return (
-      try Runtime(graph: graph, factory: HarnessFactory(tallies: tallies, premade: premade)), graph, tallies
+      try Runtime(
+        graph: graph, factory: HarnessFactory(tallies: tallies, premade: premade, baseline: baseline)), graph,
+      tallies
     )
   } catch {
     fatalError("cannot run the benchmark graph: \(error)")
@@ -316,3 +376,11 @@ func printTable(_ rows: [[String]]) {
 /// The best of several measurements of a rate (the noise on a shared machine only
 /// ever makes things slower).
 func best(_ values: [Double]) -> Double { values.max() ?? 0 }
+
+/// The middle value (of an even count, the mean of the middle two); 0 for none.
+func median(_ values: [Double]) -> Double {
+  guard !values.isEmpty else { return 0 }
+  let sorted = values.sorted()
+  let middle = sorted.count / 2
+  return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
