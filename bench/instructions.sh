@@ -27,7 +27,7 @@ if [ -z "$binary" ]; then
   binary=.build/release/hidra-bench
 fi
 frames=200000         # what `hidra-bench hop --quick` sends
-checksumFrames=32768  # what `hidra-bench checksum --quick --size=64KiB` sends (2 GiB)
+checksumFrames=32768  # what `hidra-bench checksum --quick --size=64KiB` sends: two runs (in situ, separate) of 1 GiB
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/hidra-bench"

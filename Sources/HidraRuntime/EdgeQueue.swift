@@ -252,6 +252,8 @@ public final class EdgeQueue: @unchecked Sendable {
   /// Whether this edge is one of the lock-free kinds (not `latest`).
   let isLockFree: Bool
   private let rateInterval: UInt64?
+  /// Whether the edge thins at all (`sample` or `rate`): most edges do not.
+  private let thins: Bool
   /// The bytes queued beyond which the producer waits although the buffer has
   /// room, on a paced guaranteed edge; otherwise the buffer's own bound.
   private let waitBytes: UInt64
@@ -312,6 +314,7 @@ public final class EdgeQueue: @unchecked Sendable {
       ? min(qos.bufferBytes, paceBytes.map { UInt64($0) } ?? .max) : qos.bufferBytes
     // At most one frame a year keeps the arithmetic far from overflowing.
     self.rateInterval = qos.maxRate.map { UInt64(min(1e9 / $0, 3.2e16)) }
+    self.thins = qos.sampleEvery > 1 || qos.maxRate != nil
     let (writer, reader) = FrameChunks.make()
     producer = ThreadOwned(Producer(writer: writer))
     consumer = ThreadOwned(Consumer(reader: reader))
@@ -335,9 +338,9 @@ public final class EdgeQueue: @unchecked Sendable {
   public func send(_ frame: consuming Frame) -> SendResult {
     guard isLockFree else { return sendLocked(consume frame) }
     if inbox.isClosedForSends { return .closed }
-    var unpublished = 0
-    let result = write(consume frame, unpublished: &unpublished)
-    publish(unpublished)
+    var unpublished = Unpublished()
+    let result = write(consume frame, &unpublished)
+    publish(&unpublished)
     return result
   }
 
@@ -355,10 +358,10 @@ public final class EdgeQueue: @unchecked Sendable {
       return true
     }
     if inbox.isClosedForSends { return letGo(&batch) }
-    var unpublished = 0
-    defer { publish(unpublished) }
+    var unpublished = Unpublished()
+    defer { publish(&unpublished) }
     while let frame = batch.popFirst() {
-      if write(consume frame, unpublished: &unpublished) == .closed { return letGo(&batch) }
+      if write(consume frame, &unpublished) == .closed { return letGo(&batch) }
     }
     return true
   }
@@ -366,7 +369,7 @@ public final class EdgeQueue: @unchecked Sendable {
   /// Counts the data frames of `batch` as offered and dropped, the edge being
   /// closed for sends, and lets them go. Returns false (the edge is closed).
   private func letGo(_ batch: inout FrameRing) -> Bool {
-    let dataFrames = batch.tally().dataFrames
+    let dataFrames = batch.count(where: { $0.pointee.kind == .data })
     if dataFrames > 0 {
       counters.offered.add(dataFrames, ordering: .relaxed)
       counters.countDrop(inbox.aborted.load(ordering: .relaxed) ? .aborted : .closed, dataFrames)
@@ -375,34 +378,47 @@ public final class EdgeQueue: @unchecked Sendable {
     return false
   }
 
+  /// Frames written but not yet published to the consumer, nor counted.
+  private struct Unpublished {
+    var frames = 0
+    var bytes = 0
+  }
+
   /// Admits and writes one frame, without telling the consumer: `unpublished`
-  /// counts the frames written since it was last told, and is published (and
-  /// zeroed) before any wait for room, so the consumer can make that room.
-  private func write(_ frame: consuming Frame, unpublished: inout Int) -> SendResult {
+  /// holds the frames written since it was last told, and is published before
+  /// any wait for room, so the consumer can make that room.
+  private func write(_ frame: consuming Frame, _ unpublished: inout Unpublished) -> SendResult {
     let size = frame.byteCount
     if frame.kind == .data {
-      let result = admitLockFree(size: size, unpublished: &unpublished)
+      let result = admitLockFree(size: size, &unpublished)
       guard result == .queued else { return result }
       writtenData.bump()
       producer.value.writtenBytes += size
     }
     producer.value.writer.push(consume frame, spare: spare)
-    countEnqueued(size: size)
-    unpublished += 1
+    unpublished.frames += 1
+    unpublished.bytes += size
     return .queued
   }
 
-  /// Tells the consumer of `count` more frames written, and wakes it if it sleeps.
-  private func publish(_ count: Int) {
-    guard count > 0 else { return }
-    written.store(written.load(ordering: .relaxed) + count, ordering: .sequentiallyConsistent)
+  /// Counts the frames written and tells the consumer of them (waking it if it
+  /// sleeps); `unpublished` is then empty.
+  private func publish(_ unpublished: inout Unpublished) {
+    guard unpublished.frames > 0 else { return }
+    countEnqueued(frames: unpublished.frames, bytes: unpublished.bytes)
+    written.store(written.load(ordering: .relaxed) + unpublished.frames, ordering: .sequentiallyConsistent)
+    unpublished = Unpublished()
     lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
   }
 
   /// Thinning (sample, rate), applied to every data frame offered: nil when it
   /// passes, else why it was dropped.
-  private func thin() -> SendResult? {
+  @inline(__always) private func thin() -> SendResult? {
     counters.offered.bump()
+    return thins ? sampleAndRate() : nil
+  }
+
+  private func sampleAndRate() -> SendResult? {
     if qos.sampleEvery > 1 {
       defer { producer.value.sampleCount += 1 }
       if producer.value.sampleCount % qos.sampleEvery != 0 {
@@ -430,13 +446,12 @@ public final class EdgeQueue: @unchecked Sendable {
   /// Applies thinning and the delivery mode to a data frame of `size` bytes
   /// about to be written, waiting for room on a guaranteed edge (after
   /// publishing the `unpublished` frames).
-  private func admitLockFree(size: Int, unpublished: inout Int) -> SendResult {
+  private func admitLockFree(size: Int, _ unpublished: inout Unpublished) -> SendResult {
     if let thinned = thin() { return thinned }
     switch qos.delivery {
     case .guaranteed:
       guard isFull(adding: size, bytesBound: waitBytes) else { return .queued }
-      publish(unpublished)
-      unpublished = 0
+      publish(&unpublished)
       return waitForRoom(size: size)
     case .bestEffort:
       guard isFull(adding: size, bytesBound: qos.bufferBytes) else { return .queued }
@@ -591,7 +606,7 @@ public final class EdgeQueue: @unchecked Sendable {
       dataFrames += 1
       bytes += size
     }
-    countEnqueued(size: size)
+    countEnqueued(bytes: size)
     lock._withUnsafeGuaranteedRef { $0.signalReadable() }
   }
 
@@ -609,10 +624,10 @@ public final class EdgeQueue: @unchecked Sendable {
 
   // MARK: - Counting, for both kinds of edge
 
-  /// The producer queued a frame of `size` payload bytes.
-  private func countEnqueued(size: Int) {
-    counters.enqueued.bump()
-    counters.enqueuedBytes.bump(size)
+  /// The producer queued `frames` frames of `bytes` payload bytes in all.
+  private func countEnqueued(frames: Int = 1, bytes: Int) {
+    counters.enqueued.bump(frames)
+    counters.enqueuedBytes.bump(bytes)
   }
 
   /// The consumer took a frame of `size` payload bytes.

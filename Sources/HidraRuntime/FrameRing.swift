@@ -82,15 +82,24 @@ struct FrameRing: ~Copyable {
     for offset in 0..<count { body(storage + slot(offset)) }
   }
 
-  /// How many data frames there are, and the payload bytes of all frames.
-  func tally() -> (dataFrames: Int, bytes: Int) {
+  /// What a batch holds, counted in one pass.
+  struct Tally: Equatable {
     var dataFrames = 0
+    /// Payload bytes of all frames.
     var bytes = 0
+    /// Whether some frame is a control frame, and whether some carries a receipt.
+    var hasControl = false
+    var hasReceipt = false
+  }
+
+  func tally() -> Tally {
+    var tally = Tally()
     forEach { frame in
-      if frame.pointee.kind == .data { dataFrames += 1 }
-      bytes += frame.pointee.byteCount
+      if frame.pointee.kind == .data { tally.dataFrames += 1 } else { tally.hasControl = true }
+      tally.bytes += frame.pointee.byteCount
+      if frame.pointee.receipt != nil { tally.hasReceipt = true }
     }
-    return (dataFrames, bytes)
+    return tally
   }
 
   /// Calls `body` on each frame in order, in place; a frame for which it

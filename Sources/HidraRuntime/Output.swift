@@ -76,20 +76,24 @@ public final class Output {
       return true
     }
 
-    /// `node.apply(&batch)` without retaining the node.
-    static func apply(_ node: Unmanaged<FusedNode>, _ batch: inout FrameRing) {
-      node._withUnsafeGuaranteedRef { $0.apply(&batch) }
+    /// `node.apply(&batch, tally)` without retaining the node.
+    static func apply(_ node: Unmanaged<FusedNode>, _ batch: inout FrameRing, _ tally: FrameRing.Tally)
+      -> FrameRing.Tally
+    {
+      node._withUnsafeGuaranteedRef { $0.apply(&batch, tally) }
     }
 
-    /// Passes a batch through the node, frame by frame in order, counting the
-    /// batch once; the frames the node drops leave the batch.
-    func apply(_ batch: inout FrameRing) {
-      let (dataFrames, bytes) = batch.tally()
-      countIn(frames: batch.count, dataFrames: dataFrames, bytes: bytes)
+    /// Passes a batch (`tally` says what it holds) through the node, frame by
+    /// frame in order, counting the batch once; the frames the node drops
+    /// leave the batch. Returns what it holds then.
+    func apply(_ batch: inout FrameRing, _ tally: FrameRing.Tally) -> FrameRing.Tally {
+      countIn(frames: batch.count, dataFrames: tally.dataFrames, bytes: tally.bytes)
       let context = self.context
       batch.update { body.value.transform(&$0, context) }
+      let out = batch.tally()
       counters.framesOut.bump(batch.count)
-      counters.bytesOut.bump(batch.tally().bytes)
+      counters.bytesOut.bump(out.bytes)
+      return out
     }
 
     /// Counts frames in, on the edge and the node. All on this thread: the
@@ -161,12 +165,16 @@ public final class Output {
   public func send(batch: inout FrameBatch) -> Bool {
     defer { batch.byteCount = 0 }
     guard !batch.isEmpty else { return true }
-    count(batch.ring)
+    var tally = batch.ring.tally()
+    counters?.framesOut.bump(batch.count)
+    counters?.bytesOut.bump(tally.bytes)
     for index in route.value.fused.indices {
-      FusedNode.apply(route.value.fused[index], &batch.ring)
+      tally = FusedNode.apply(route.value.fused[index], &batch.ring, tally)
     }
-    batch.ring.forEach { frame in
-      if frame.pointee.kind != .data { remember(frame.pointee) }
+    if tally.hasControl {
+      batch.ring.forEach { frame in
+        if frame.pointee.kind != .data { remember(frame.pointee) }
+      }
     }
     let count = route.value.edges.count
     guard count > 0, !batch.isEmpty else {
@@ -175,17 +183,16 @@ public final class Output {
     }
     // A tracked frame is confirmed once every edge has its own copy (with its
     // own receipt on a guaranteed edge), so no edge takes the original.
-    let tracked = batch.ring.contains { $0.pointee.receipt != nil }
     var ok = true
     for index in 0..<count {
       let edge = route.value.edges[index]
-      if index == count - 1 && !tracked {
+      if index == count - 1 && !tally.hasReceipt {
         ok = Self.send(batch: &batch.ring, to: edge) && ok
       } else {
         ok = Self.send(copiesOf: batch.ring, to: edge, through: &route.value.copies) && ok
       }
     }
-    if tracked {
+    if tally.hasReceipt {
       batch.ring.forEach { $0.pointee.confirm() }
       batch.ring.removeAll()
     }
@@ -253,9 +260,4 @@ public final class Output {
     counters?.bytesOut.bump(frame.byteCount)
   }
 
-  private func count(_ batch: borrowing FrameRing) {
-    guard let counters else { return }
-    counters.framesOut.bump(batch.count)
-    counters.bytesOut.bump(batch.tally().bytes)
-  }
 }

@@ -41,7 +41,7 @@ import Testing
     #expect(dataCount == 5)
     #expect(firstData == 1)
     #expect(hasEnd && !hasSeries2)
-    #expect(tally == (dataFrames: 5, bytes: 5 * 16))
+    #expect(tally == FrameRing.Tally(dataFrames: 5, bytes: 5 * 16, hasControl: true, hasReceipt: false))
     #expect(stampedIndex(ring.remove(at: 3)) == 2)
     #expect(stampedIndex(ring.remove(at: 1)) == 0)
     var left: [String] = []
