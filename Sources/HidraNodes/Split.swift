@@ -67,6 +67,14 @@ extension SplitNode {
     }
 
     mutating func run(_ context: StageContext) throws {
+      if case .broadcast = mode {
+        // Every frame to every branch: a batch at a time, as received.
+        var batch = FrameBatch()
+        while context.receive(into: &batch) {
+          guard context.emit(&batch) else { return }
+        }
+        return
+      }
       let branches = context.output.branchCount
       // Each frame is moved on, not copied (a copy retains every reference it holds).
       while let frame = context.receive() {
