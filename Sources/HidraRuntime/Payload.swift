@@ -22,7 +22,9 @@ public final class Payload: @unchecked Sendable {
   /// Allocates `count` bytes and lets `fill` write them, once.
   public init(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
     let (memory, capacity) = BufferPool.shared.take(count)
-    let buffer = UnsafeMutableRawBufferPointer(start: memory, count: count)
+    // A pooled buffer has room to start on a cache line (`BufferPool.slack`).
+    let start = capacity > 0 ? memory.alignedUp(toMultipleOf: BufferPool.slack) : memory
+    let buffer = UnsafeMutableRawBufferPointer(start: start, count: count)
     do { try fill(buffer) } catch {
       BufferPool.shared.give(memory, capacity: capacity)
       throw error
@@ -69,12 +71,17 @@ final class BufferPool: @unchecked Sendable {
   static let shared = BufferPool(maxBytes: 32 << 20)
   /// Smaller buffers come from malloc directly.
   static let threshold = 64 << 10
-  /// Large buffers start on a page: vector code reading them (XXH3's AVX2
-  /// loop, 32 bytes a load) never splits a load across two cache lines, and a
-  /// later O_DIRECT write can take them as they are. glibc's malloc aligns to
-  /// 16 bytes only: half the buffers were 16 bytes off a 32-byte boundary,
-  /// and hashed about a fifth slower (`hidra-bench checksum`, offset16/direct).
-  static let largeAlignment = 4096
+  /// Every pooled buffer (1 KiB up, here and in `SmallBuffers`) is allocated
+  /// this much larger than its capacity, and a payload starts at its first
+  /// cache line: vector code reading it (XXH3's AVX2 loop, 32 bytes a load)
+  /// never splits a load across two lines. glibc's malloc aligns to 16 bytes
+  /// only: half the buffers were 16 bytes off a 32-byte boundary and hashed
+  /// about a fifth slower (`hidra-bench checksum`, offset16/direct).
+  /// `aligned_alloc` would do it without the slack, but glibc carves each
+  /// such block out of a larger one and leaves the rest as fragments: the
+  /// `memory` benchmark's 4 MiB stream row peaked at 184-300 MiB against
+  /// 99 MiB with malloc.
+  static let slack = 64
 
   private struct State {
     var free: [Int: [UnsafeMutableRawPointer]] = [:]
@@ -100,7 +107,7 @@ final class BufferPool: @unchecked Sendable {
       return memory
     }
     if let reused { return (reused, capacity) }
-    guard let memory = aligned_alloc(Self.largeAlignment, capacity) else {
+    guard let memory = malloc(capacity + Self.slack) else {
       fatalError("out of memory allocating \(capacity) bytes")
     }
     return (memory, capacity)

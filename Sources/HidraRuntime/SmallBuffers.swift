@@ -40,8 +40,10 @@ enum SmallBuffers {
     guard let (index, size) = sizeClass(count) else { return nil }
     let cache = ThreadCache.current
     if let memory = cache.pop(index) ?? refill(cache, index) { return (memory, size) }
-    // On a cache line, as large buffers are on a page (`BufferPool.largeAlignment`).
-    guard let memory = aligned_alloc(64, size) else { fatalError("out of memory allocating \(size) bytes") }
+    // Room for the payload to start on a cache line (`BufferPool.slack`).
+    guard let memory = malloc(size + BufferPool.slack) else {
+      fatalError("out of memory allocating \(size) bytes")
+    }
     return (memory, size)
   }
 

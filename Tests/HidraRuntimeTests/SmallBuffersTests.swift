@@ -17,16 +17,20 @@ struct SmallBuffersTests {
     #expect(SmallBuffers.sizeClass(32769) == nil, "64 KiB and up: BufferPool's")
   }
 
-  @Test("payload buffers start on a cache line (1 KiB up) or a page (64 KiB up), fresh or reused")
+  @Test("payload buffers from 1 KiB up start on a cache line, fresh or reused, and hold all their bytes")
   func alignment() {
     for size in [1000, 4096, 5000, 32768, 65536, 100_000, 1 << 20, 5 << 20] {
-      let alignment = size >= BufferPool.threshold ? 4096 : 64
+      let alignment = 64
       // Several at once (fresh buffers), then again after they are given back (reused ones).
       for round in 0..<2 {
-        let payloads = (0..<4).map { _ in Payload(count: size) { _ in } }
+        // Every byte written (the last ones too): the slack is past the end, not in it.
+        let payloads = (0..<4).map { _ in
+          Payload(count: size) { $0.initializeMemory(as: UInt8.self, repeating: 0xA5) }
+        }
         for payload in payloads {
           let address = UInt(bitPattern: payload.bytes.baseAddress)
           #expect(address % UInt(alignment) == 0, "\(size) bytes, round \(round): at \(address)")
+          #expect(payload.count == size && payload.bytes.last == 0xA5)
         }
       }
     }
