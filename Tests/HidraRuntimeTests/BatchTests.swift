@@ -30,6 +30,23 @@ struct BatchTests {
     }
   }
 
+  /// Starts sending one batch of ten data frames into `edge` (guaranteed, a
+  /// buffer of 4) on another thread, and checks that the send is still waiting
+  /// 100 ms later. Returns where its results will be, and the thread.
+  static func batchOfTenWaiting(
+    on edge: EdgeQueue, _ inbox: Inbox, sourceLocation: Testing.SourceLocation = #_sourceLocation
+  ) -> (Box<[Bool]?>, Worker) {
+    let sent = Box<[Bool]?>(nil)
+    let producer = Worker {
+      sent.set(Self.sendBatched((0..<10).map { dataFrame($0) }, to: [edge], aborting: [inbox], seconds: 10))
+    }
+    Thread.sleep(forTimeInterval: 0.1)
+    #expect(
+      sent.get() == nil, "a batch of 10 went into a guaranteed edge of 4 without a reader",
+      sourceLocation: sourceLocation)
+    return (sent, producer)
+  }
+
   @Test("latest, in batches: 10,000 frames into a buffer of 4 with no reader keep the newest 4")
   func latestKeepsNewest() {
     let (inbox, edge, counters) = EdgeQueueTests.edge(EdgeQoS(delivery: .latest, bufferFrames: 4))
@@ -58,12 +75,7 @@ struct BatchTests {
   @Test("guaranteed: a producer waiting in the middle of a batch has published the frames before the wait")
   func guaranteedPublishesBeforeWaiting() {
     let (inbox, edge, counters) = EdgeQueueTests.edge(EdgeQoS(delivery: .guaranteed, bufferFrames: 4))
-    let sent = Box<[Bool]?>(nil)
-    let producer = Worker {
-      sent.set(Self.sendBatched((0..<10).map { dataFrame($0) }, to: [edge], aborting: [inbox], seconds: 10))
-    }
-    Thread.sleep(forTimeInterval: 0.1)
-    #expect(sent.get() == nil, "a batch of 10 went into a guaranteed edge of 4 without a reader")
+    let (sent, producer) = Self.batchOfTenWaiting(on: edge, inbox)
     // The four frames written before the producer waited are there to take: had
     // they not been published, this would find nothing and the producer would
     // wait for ever.
@@ -103,12 +115,7 @@ struct BatchTests {
     "a consumer gone in the middle of a batch: every data frame of it is counted, as delivered or dropped")
   func consumerGoneMidBatch() {
     let (inbox, edge, counters) = EdgeQueueTests.edge(EdgeQoS(delivery: .guaranteed, bufferFrames: 4))
-    let sent = Box<[Bool]?>(nil)
-    let producer = Worker {
-      sent.set(Self.sendBatched((0..<10).map { dataFrame($0) }, to: [edge], aborting: [inbox], seconds: 10))
-    }
-    Thread.sleep(forTimeInterval: 0.1)
-    #expect(sent.get() == nil, "a batch of 10 went into a guaranteed edge of 4 without a reader")
+    let (sent, producer) = Self.batchOfTenWaiting(on: edge, inbox)
     inbox.detachConsumer()
     let joined = producer.join(seconds: 5)
     #expect(joined)
