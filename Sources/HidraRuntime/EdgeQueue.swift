@@ -352,24 +352,30 @@ public final class EdgeQueue: @unchecked Sendable {
   /// are counted as offered and dropped (`aborted` or `closed`), and let go.
   func send(batch: inout FrameRing) -> Bool {
     guard isLockFree else {
-      while let frame = batch.popFirst() {
-        if sendLocked(consume frame) == .closed { return letGo(&batch) }
+      while !batch.isEmpty {
+        if inbox.isClosedForSends { return letGo(&batch) }
+        let frame = batch.popFirst()!
+        let isData = frame.kind == .data
+        // Closed since the look above: this frame was let go too.
+        if sendLocked(consume frame) == .closed { return letGo(&batch, alsoData: isData ? 1 : 0) }
       }
       return true
     }
-    if inbox.isClosedForSends { return letGo(&batch) }
     var unpublished = Unpublished()
     defer { publish(&unpublished) }
-    while let frame = batch.popFirst() {
-      if write(consume frame, &unpublished) == .closed { return letGo(&batch) }
+    while !batch.isEmpty {
+      // Each frame, as `send` does: none is written once the consumer has gone.
+      if inbox.isClosedForSends { return letGo(&batch) }
+      if write(batch.popFirst()!, &unpublished) == .closed { return letGo(&batch) }
     }
     return true
   }
 
-  /// Counts the data frames of `batch` as offered and dropped, the edge being
-  /// closed for sends, and lets them go. Returns false (the edge is closed).
-  private func letGo(_ batch: inout FrameRing) -> Bool {
-    let dataFrames = batch.count(where: { $0.pointee.kind == .data })
+  /// Counts the data frames of `batch` (and `alsoData` more, already taken out
+  /// of it) as offered and dropped, the edge being closed for sends, and lets
+  /// them go. Returns false (the edge is closed).
+  private func letGo(_ batch: inout FrameRing, alsoData: Int = 0) -> Bool {
+    let dataFrames = batch.count(where: { $0.pointee.kind == .data }) + alsoData
     if dataFrames > 0 {
       counters.offered.add(dataFrames, ordering: .relaxed)
       counters.countDrop(inbox.aborted.load(ordering: .relaxed) ? .aborted : .closed, dataFrames)

@@ -3,9 +3,9 @@
 /// Owned by the producing stage's thread. `send` offers a frame to every edge in
 /// turn (`send(batch:)` a batch of frames); a full best-effort or latest edge
 /// drops and returns at once, so only a full guaranteed edge can make the
-/// producer wait. The current series start is
-/// remembered and replayed to an edge that attaches mid-series, so a late
-/// consumer always has the header before its first image.
+/// producer wait. The current series start is remembered and replayed to an
+/// edge that attaches mid-series, so a late consumer always has the header
+/// before its first image.
 public final class Output {
   public private(set) var edges: [EdgeQueue]
   /// What `send` reads on every frame, on this stage's thread only
@@ -259,5 +259,4 @@ public final class Output {
     counters?.framesOut.bump(1)
     counters?.bytesOut.bump(frame.byteCount)
   }
-
 }
