@@ -11,7 +11,7 @@
 /// the caches cold for the runtime's bookkeeping that follows it; by the batch,
 /// that bookkeeping runs once per batch with its code and data warm, and the
 /// streaming work runs back to back, as it would in a plain loop
-/// (docs/architecture.md, "Batches").
+/// (docs/architecture.md, "Stages hand frames on in batches").
 ///
 /// Fill a batch with what is already there and emit it when `isFull` or when
 /// nothing more is at hand: never wait for frames to fill a batch, as that
