@@ -265,7 +265,8 @@ public final class EdgeQueue: @unchecked Sendable {
     var writer: FrameChunks.Writer
     var sampleCount = 0
     var nextAllowedNanos: UInt64 = 0
-    /// Payload bytes of the data frames written.
+    /// Data frames written, and their payload bytes.
+    var writtenData = 0
     var writtenBytes = 0
     /// The consumer's totals as last read.
     var seenTakenData = 0
@@ -274,7 +275,9 @@ public final class EdgeQueue: @unchecked Sendable {
   private let producer: ThreadOwned<Producer>
   /// Frames written (data and control): the consumer may read this many.
   private let written = Atomic<Int>(0)
-  /// Data frames written (read by an abort, to count what is left).
+  /// Data frames published (read by an abort, to count what is left). Stored
+  /// with `written`, once per batch: the consumer polls this line while it
+  /// waits, and a store per frame moved it between the cores per frame.
   private let writtenData = Atomic<Int>(0)
   /// Set after the last frame is written.
   private let closedFlag = Atomic<Bool>(false)
@@ -398,7 +401,7 @@ public final class EdgeQueue: @unchecked Sendable {
     if frame.kind == .data {
       let result = admitLockFree(size: size, &unpublished)
       guard result == .queued else { return result }
-      writtenData.bump()
+      producer.value.writtenData += 1
       producer.value.writtenBytes += size
     }
     producer.value.writer.push(consume frame, spare: spare)
@@ -412,6 +415,7 @@ public final class EdgeQueue: @unchecked Sendable {
   private func publish(_ unpublished: inout Unpublished) {
     guard unpublished.frames > 0 else { return }
     countEnqueued(frames: unpublished.frames, bytes: unpublished.bytes)
+    writtenData.store(producer.value.writtenData, ordering: .relaxed)
     written.store(written.load(ordering: .relaxed) + unpublished.frames, ordering: .sequentiallyConsistent)
     unpublished = Unpublished()
     lock._withUnsafeGuaranteedRef { $0.wakeReaderIfWaiting() }
@@ -477,7 +481,7 @@ public final class EdgeQueue: @unchecked Sendable {
   }
 
   private func isFullBySeen(adding size: Int, bytesBound: UInt64) -> Bool {
-    let queued = writtenData.load(ordering: .relaxed) - producer.value.seenTakenData
+    let queued = producer.value.writtenData - producer.value.seenTakenData
     guard queued > 0 else { return false }
     return queued >= qos.bufferFrames
       || UInt64(producer.value.writtenBytes - producer.value.seenTakenBytes + size) > bytesBound
@@ -646,10 +650,11 @@ public final class EdgeQueue: @unchecked Sendable {
   /// Counts the data frames still queued as dropped for `reason` (they stay in
   /// the queue, so the summary's 'left' column shows them too). With the lock held.
   ///
-  /// A lock-free edge counts from both sides' published totals. Its consumer
-  /// does not take the lock, so a batch it takes at the very moment of an abort
-  /// may be counted here and again as abandoned by its node: the totals of an
-  /// aborted run can be off by one batch, never those of a drained one.
+  /// A lock-free edge counts from both sides' published totals. Neither side
+  /// takes the lock, so a batch the consumer takes at the very moment of an
+  /// abort may be counted here and again as abandoned by its node, and one the
+  /// producer is writing then is published after this count: the totals of an
+  /// aborted run can be off by a batch, never those of a drained one.
   func countLeft(as reason: DropReason) {
     let left =
       isLockFree
