@@ -11,8 +11,8 @@
 // the node's, per round; the table shows the median of the rounds and their
 // range. Measured this way, the machine's drift (a quarter over seconds here)
 // falls on both alike: node/direct from runs taken one after the other (best of
-// each) swung between 0.72 and 0.85 for one build within minutes, in situ
-// between 0.87 and 0.93.
+// each) swung between 0.72 and 0.85 for one build within minutes; the in-situ
+// medians of one build stay within a few hundredths.
 //
 // The separate runs are still made, for speeds one can compare with other
 // machines and for two more baselines: libxxhash's generic XXH3_64bits (what
@@ -128,8 +128,8 @@ func benchChecksum() {
     let frames = frameCount(size: size, volume: volume, minFrames: 1_000, maxFrames: 250_000)
     let payloads = premadePayloads(size: size, count: distinct)
     let baselinePayloads = premadePayloads(size: size, count: distinct)
-    // The same hashing 16 bytes into page-aligned buffers: how a 16-byte
-    // aligned buffer (all that malloc promises) fares.
+    // The same hashing 16 bytes into cache-line-aligned buffers: how a buffer
+    // aligned to 16 bytes only (all that malloc promises) fares.
     let offsetPayloads = premadePayloads(size: size + 64, count: distinct)
     let bytes = Double(frames * size)
     let yaml = """
@@ -207,6 +207,6 @@ func benchChecksum() {
       + "the most any two-thread pipeline reaches here")
   print(
     "  offset16 = the same hashing 16 bytes into each buffer (malloc aligns to 16 only): "
-      + "why payload buffers start on a page")
+      + "why payload buffers start on a cache line")
   print("  generic = XXH3_64bits from the same library (its portable build): why the dispatch build matters")
 }

@@ -66,7 +66,8 @@ final class InSituBaseline: Sendable {
 
   init(payloads: [Payload]) { self.payloads = payloads }
 
-  /// The node's share over the direct hashing's, so far.
+  /// The direct hashing's time over the node's, so far (1.0: the node adds
+  /// nothing to XXH3).
   var ratio: Double {
     Double(directNanos.load(ordering: .relaxed)) / Double(max(1, nodeNanos.load(ordering: .relaxed)))
   }
