@@ -76,7 +76,7 @@ final class BufferPool: @unchecked Sendable {
   /// cache line: vector code reading it (XXH3's AVX2 loop, 32 bytes a load)
   /// never splits a load across two lines. glibc's malloc aligns to 16 bytes
   /// only: half the buffers were 16 bytes off a 32-byte boundary and hashed
-  /// about a fifth slower (`hidra-bench checksum`, offset16/direct).
+  /// up to a fifth slower (`hidra-bench checksum`, offset16/direct).
   /// `aligned_alloc` would do it without the slack, but glibc carves each
   /// such block out of a larger one and leaves the rest as fragments: the
   /// `memory` benchmark's 4 MiB stream row peaked at 184-300 MiB against
