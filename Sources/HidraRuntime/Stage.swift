@@ -108,14 +108,21 @@ public final class StageContext {
   /// The next frame from any input, waiting for one; nil when every input has
   /// ended (or the run was aborted). Frames are taken in batches under one lock.
   public func receive() -> Frame? {
+    guard awaitPending() else { return nil }
+    return takePending()
+  }
+
+  /// Waits until some frame received is not yet taken: false when every input
+  /// has ended, or the run was aborted (what was pending is then abandoned).
+  @inline(__always) private func awaitPending() -> Bool {
     if stopping.aborted {
       abandonPending()
-      return nil
+      return false
     }
     if pending.value.isEmpty {
-      guard let inbox, inbox.receive(into: &pending.value, until: nil) != nil else { return nil }
+      guard let inbox, inbox.receive(into: &pending.value, until: nil) != nil else { return false }
     }
-    return takePending()
+    return true
   }
 
   /// What `receive(waitingAtMost:)` found.
@@ -154,13 +161,7 @@ public final class StageContext {
   /// ended (or the run was aborted). At most `FrameBatch.maxFrames` frames and
   /// about `FrameBatch.maxBytes` arrive at once.
   public func receive(into batch: inout FrameBatch) -> Bool {
-    if stopping.aborted {
-      abandonPending()
-      return false
-    }
-    if pending.value.isEmpty {
-      guard let inbox, inbox.receive(into: &pending.value, until: nil) != nil else { return false }
-    }
+    guard awaitPending() else { return false }
     let before = (frames: batch.count, bytes: batch.byteCount)
     while let frame = pending.value.popFirst() { batch.append(frame) }
     counters.framesIn.bump(batch.count - before.frames)
