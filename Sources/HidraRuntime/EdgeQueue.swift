@@ -353,7 +353,25 @@ public final class EdgeQueue: @unchecked Sendable {
   /// Returns false when the edge is closed for sends (the run was aborted or
   /// the consumer has gone): the data frames of the batch not queued by then
   /// are counted as offered and dropped (`aborted` or `closed`), and let go.
-  func send(batch: inout FrameRing) -> Bool {
+  ///
+  /// `tally` is what `batch` holds. A batch of data frames that fits as a
+  /// whole, on an edge that does not thin, is written in one go: each of its
+  /// frames would have been admitted alone (the queued totals only grow within
+  /// the batch, so the last frame's look decides), and the closed look is taken
+  /// once (a close after it is one the batch raced ahead of, as a close after a
+  /// frame's own look is).
+  func send(batch: inout FrameRing, tally: FrameRing.Tally) -> Bool {
+    assert(tally == batch.tally(), "the tally must be the batch's")
+    if isLockFree && !thins && !tally.hasControl && fits(dataFrames: tally.dataFrames, bytes: tally.bytes) {
+      if inbox.isClosedForSends { return letGo(&batch) }
+      counters.offered.bump(tally.dataFrames)
+      producer.value.writtenData += tally.dataFrames
+      producer.value.writtenBytes += tally.bytes
+      var unpublished = Unpublished(frames: batch.count, bytes: tally.bytes)
+      batch.moveAll { producer.value.writer.push(moving: $0, count: $1, spare: spare) }
+      publish(&unpublished)
+      return true
+    }
     guard isLockFree else {
       while !batch.isEmpty {
         if inbox.isClosedForSends { return letGo(&batch) }
@@ -485,6 +503,21 @@ public final class EdgeQueue: @unchecked Sendable {
     guard queued > 0 else { return false }
     return queued >= qos.bufferFrames
       || UInt64(producer.value.writtenBytes - producer.value.seenTakenBytes + size) > bytesBound
+  }
+
+  /// Whether `dataFrames` more data frames of `bytes` in all fit without
+  /// waiting or dropping, by the consumer's totals as last read; if not, reads
+  /// them again and answers by those.
+  private func fits(dataFrames: Int, bytes: Int) -> Bool {
+    let bound = qos.delivery == .guaranteed ? waitBytes : qos.bufferBytes
+    if fitsBySeen(dataFrames: dataFrames, bytes: bytes, bytesBound: bound) { return true }
+    readConsumerTotals()
+    return fitsBySeen(dataFrames: dataFrames, bytes: bytes, bytesBound: bound)
+  }
+
+  private func fitsBySeen(dataFrames: Int, bytes: Int, bytesBound: UInt64) -> Bool {
+    producer.value.writtenData - producer.value.seenTakenData + dataFrames <= qos.bufferFrames
+      && UInt64(producer.value.writtenBytes - producer.value.seenTakenBytes + bytes) <= bytesBound
   }
 
   /// Sequentially consistent, for the wait's last look (`ConditionLock.waitWritable`).

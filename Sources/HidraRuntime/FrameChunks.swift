@@ -34,15 +34,31 @@ enum FrameChunks {
     /// Stores a frame behind the last one. It is the consumer's once the edge
     /// publishes the new count.
     mutating func push(_ frame: consuming Frame, spare: borrowing Spare) {
-      if slot == FrameChunks.slots {
-        let next = spare.exchange(nil, ordering: .acquiring) ?? FrameChunks.allocate()
-        FrameChunks.setNext(next, nil)
-        FrameChunks.setNext(chunk, next)
-        chunk = next
-        slot = 0
-      }
+      if slot == FrameChunks.slots { link(spare: spare) }
       FrameChunks.slot(chunk, slot).initialize(to: consume frame)
       slot += 1
+    }
+
+    /// Moves the `count` frames at `frames` behind the last one, as `push` would
+    /// one by one, but a chunk's worth at a time.
+    mutating func push(moving frames: UnsafeMutablePointer<Frame>, count: Int, spare: borrowing Spare) {
+      var moved = 0
+      while moved < count {
+        if slot == FrameChunks.slots { link(spare: spare) }
+        let run = min(count - moved, FrameChunks.slots - slot)
+        FrameChunks.slot(chunk, slot).moveInitialize(from: frames + moved, count: run)
+        slot += run
+        moved += run
+      }
+    }
+
+    /// The tail chunk is full: links the spare one (or a new one) behind it.
+    private mutating func link(spare: borrowing Spare) {
+      let next = spare.exchange(nil, ordering: .acquiring) ?? FrameChunks.allocate()
+      FrameChunks.setNext(next, nil)
+      FrameChunks.setNext(chunk, next)
+      chunk = next
+      slot = 0
     }
   }
 

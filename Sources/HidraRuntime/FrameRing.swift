@@ -118,6 +118,17 @@ struct FrameRing: ~Copyable {
     count = kept
   }
 
+  /// Moves every frame out, in order, as at most two runs of frames lying next
+  /// to each other: `body` must move (or deinitialize) each run it is given.
+  /// The ring is then empty.
+  mutating func moveAll(_ body: (UnsafeMutablePointer<Frame>, Int) -> Void) {
+    let front = min(count, capacity - head)
+    if front > 0 { body(storage + head, front) }
+    if front < count { body(storage, count - front) }
+    count = 0
+    head = 0
+  }
+
   mutating func removeAll() {
     while popFirst() != nil {}
     head = 0

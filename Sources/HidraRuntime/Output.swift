@@ -187,9 +187,9 @@ public final class Output {
     for index in 0..<count {
       let edge = route.value.edges[index]
       if index == count - 1 && !tally.hasReceipt {
-        ok = Self.send(batch: &batch.ring, to: edge) && ok
+        ok = Self.send(batch: &batch.ring, tally: tally, to: edge) && ok
       } else {
-        ok = Self.send(copiesOf: batch.ring, to: edge, through: &route.value.copies) && ok
+        ok = Self.send(copiesOf: batch.ring, tally: tally, to: edge, through: &route.value.copies) && ok
       }
     }
     if tally.hasReceipt {
@@ -199,19 +199,25 @@ public final class Output {
     return ok
   }
 
-  /// Moves the frames of `batch` to `edge` without retaining the edge.
-  private static func send(batch: inout FrameRing, to edge: Unmanaged<EdgeQueue>) -> Bool {
-    edge._withUnsafeGuaranteedRef { $0.send(batch: &batch) }
+  /// Moves the frames of `batch` (`tally` says what it holds) to `edge`
+  /// without retaining the edge.
+  private static func send(batch: inout FrameRing, tally: FrameRing.Tally, to edge: Unmanaged<EdgeQueue>)
+    -> Bool
+  {
+    edge._withUnsafeGuaranteedRef { $0.send(batch: &batch, tally: tally) }
   }
 
   /// Sends copies of the frames of `batch` to `edge`, put in `copies` first.
   private static func send(
-    copiesOf batch: borrowing FrameRing, to edge: Unmanaged<EdgeQueue>, through copies: inout FrameRing
+    copiesOf batch: borrowing FrameRing, tally: FrameRing.Tally, to edge: Unmanaged<EdgeQueue>,
+    through copies: inout FrameRing
   ) -> Bool {
     edge._withUnsafeGuaranteedRef { edge in
       let guaranteed = edge.isGuaranteed
       batch.forEach { copies.append($0.pointee.copy(forGuaranteedEdge: guaranteed)) }
-      return edge.send(batch: &copies)
+      var copied = tally
+      copied.hasReceipt = tally.hasReceipt && guaranteed  // a copy for another edge carries no receipt
+      return edge.send(batch: &copies, tally: copied)
     }
   }
 

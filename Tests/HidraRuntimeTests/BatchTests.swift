@@ -112,6 +112,43 @@ struct BatchTests {
   }
 
   @Test(
+    "batches that fit as a whole are written whole: 10,000 frames across many chunks arrive in order, counted",
+    arguments: [Delivery.guaranteed, .bestEffort])
+  func batchesThatFitArriveWhole(delivery: Delivery) {
+    let (inbox, edge, counters) = EdgeQueueTests.edge(EdgeQoS(delivery: delivery, bufferFrames: 20_000))
+    let results = Self.sendBatched(EdgeQueueTests.series(10_000), to: [edge], aborting: [inbox])
+    #expect(results?.count == 157 && results?.allSatisfy { $0 } == true)
+    let frames = drain(inbox, max: 1000)
+    #expect(frames.count == 10_002)
+    #expect(describe(Array(frames.prefix(2))) == ["start1", "0"])
+    #expect(describe(Array(frames.suffix(2))) == ["9999", "end1"])
+    #expect(dataIndices(frames) == Array(0..<10_000))
+    #expect(counters.offered.load(ordering: .relaxed) == 10_000)
+    #expect(counters.delivered.load(ordering: .relaxed) == 10_002)
+    #expect(counters.deliveredBytes.load(ordering: .relaxed) == 10_000 * 16)
+    #expect(counters.snapshot().totalDropped == 0)
+  }
+
+  @Test("best-effort: a batch that no longer fits as a whole is admitted frame by frame up to the bound")
+  func bestEffortFillsToTheBoundAcrossBatches() {
+    // Frames: the first batch (the series start and 63) fits whole, the second
+    // only in part. Bytes: 100 frames of 16 bytes fill 1,600.
+    for qos in [
+      EdgeQoS(delivery: .bestEffort, bufferFrames: 100),
+      EdgeQoS(delivery: .bestEffort, bufferFrames: 1000, bufferBytes: 1600),
+    ] {
+      let (inbox, edge, counters) = EdgeQueueTests.edge(qos)
+      let results = Self.sendBatched(EdgeQueueTests.series(10_000), to: [edge], aborting: [inbox])
+      #expect(results?.allSatisfy { $0 } == true)
+      let frames = drain(inbox, max: 1000)
+      #expect(dataIndices(frames) == Array(0..<100), "\(qos)")
+      #expect(describe(frames).last == "end1")
+      #expect(counters.dropped(.full) == 9900)
+      #expect(counters.offered.load(ordering: .relaxed) == 10_000)
+    }
+  }
+
+  @Test(
     "a consumer gone in the middle of a batch: every data frame of it is counted, as delivered or dropped")
   func consumerGoneMidBatch() {
     let (inbox, edge, counters) = EdgeQueueTests.edge(EdgeQoS(delivery: .guaranteed, bufferFrames: 4))

@@ -79,6 +79,38 @@ import Testing
     #expect(names == ["kept_0", "kept_2", "kept_4", "kept_6"], "changed in place, order kept")
   }
 
+  @Test func movesEverythingOutInOrderWhileWrappedAround() {
+    let released = Counter()
+    var ring = FrameRing(capacity: 8)
+    // The front at slot 6 of 8: the seven frames lie in two runs, 2 then 5.
+    for index in 0..<6 { ring.append(dataFrame(index)) }
+    for _ in 0..<6 { _ = ring.popFirst() }
+    for index in 0..<7 {
+      var frame = dataFrame(index)
+      let payload = Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
+      frame.parts = [payload]
+      ring.append(frame)
+    }
+    let target = UnsafeMutablePointer<Frame>.allocate(capacity: 7)
+    defer { target.deallocate() }
+    var runs: [Int] = []
+    var moved = 0
+    ring.moveAll { frames, count in
+      runs.append(count)
+      (target + moved).moveInitialize(from: frames, count: count)
+      moved += count
+    }
+    let left = ring.count
+    #expect(runs == [2, 5])
+    #expect(left == 0 && ring.popFirst() == nil)
+    #expect(released.value == 0, "moved, not let go")
+    #expect((0..<7).map { target[$0].meta.frame } == Array(0..<7))
+    target.deinitialize(count: 7)
+    #expect(released.value == 7)
+    ring.append(dataFrame(42))
+    #expect(ring.popFirst().flatMap(stampedIndex) == 42, "usable again")
+  }
+
   @Test func releasesWhatItHoldsWhenDropped() {
     let released = Counter()
     do {
