@@ -90,25 +90,31 @@ struct FrameRing: ~Copyable {
     /// Whether some frame is a control frame, and whether some carries a receipt.
     var hasControl = false
     var hasReceipt = false
+
+    @inline(__always) mutating func add(_ frame: UnsafePointer<Frame>) {
+      if frame.pointee.kind == .data { dataFrames += 1 } else { hasControl = true }
+      bytes += frame.pointee.byteCount
+      if frame.pointee.receipt != nil { hasReceipt = true }
+    }
   }
 
   func tally() -> Tally {
     var tally = Tally()
-    forEach { frame in
-      if frame.pointee.kind == .data { tally.dataFrames += 1 } else { tally.hasControl = true }
-      tally.bytes += frame.pointee.byteCount
-      if frame.pointee.receipt != nil { tally.hasReceipt = true }
-    }
+    forEach { tally.add($0) }
     return tally
   }
 
   /// Calls `body` on each frame in order, in place; a frame for which it
-  /// returns false is dropped, and the ones behind it move up.
-  mutating func update(_ body: (inout Frame) -> Bool) {
+  /// returns false is dropped, and the ones behind it move up. Returns what the
+  /// ring holds then (counted as each frame is kept, while it is at hand).
+  @discardableResult
+  mutating func update(_ body: (inout Frame) -> Bool) -> Tally {
     var kept = 0
+    var tally = Tally()
     for offset in 0..<count {
       let frame = storage + slot(offset)
       if body(&frame.pointee) {
+        tally.add(frame)
         if kept != offset { (storage + slot(kept)).moveInitialize(from: frame, count: 1) }
         kept += 1
       } else {
@@ -116,6 +122,7 @@ struct FrameRing: ~Copyable {
       }
     }
     count = kept
+    return tally
   }
 
   /// Moves every frame out, in order, as at most two runs of frames lying next

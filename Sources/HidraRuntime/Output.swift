@@ -89,8 +89,7 @@ public final class Output {
     func apply(_ batch: inout FrameRing, _ tally: FrameRing.Tally) -> FrameRing.Tally {
       countIn(frames: batch.count, dataFrames: tally.dataFrames, bytes: tally.bytes)
       let context = self.context
-      batch.update { body.value.transform(&$0, context) }
-      let out = batch.tally()
+      let out = batch.update { body.value.transform(&$0, context) }
       counters.framesOut.bump(batch.count)
       counters.bytesOut.bump(out.bytes)
       return out

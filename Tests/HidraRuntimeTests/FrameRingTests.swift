@@ -64,7 +64,7 @@ import Testing
       ring.append(frame)
     }
     var seen: [Int] = []
-    ring.update { frame in
+    let tally = ring.update { frame in
       seen.append(frame.meta.frame)
       guard frame.meta.frame % 2 == 0 else { return false }
       frame.meta.name = "kept_\(frame.meta.frame)"
@@ -74,6 +74,7 @@ import Testing
     #expect(seen == Array(0..<7), "every frame, in order")
     #expect(released.value == 3, "the three rejected frames are let go, once each")
     #expect(kept == 4)
+    #expect(tally == FrameRing.Tally(dataFrames: 4, bytes: 4 * 16), "what is kept, counted")
     var names: [String] = []
     while let frame = ring.popFirst() { names.append(frame.meta.name) }
     #expect(names == ["kept_0", "kept_2", "kept_4", "kept_6"], "changed in place, order kept")
