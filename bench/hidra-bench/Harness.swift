@@ -50,27 +50,35 @@ enum HarnessNodes {
 }
 
 /// The in-situ baseline of `hidra-bench checksum`: a premade source given one
-/// times each batch it makes and emits (through the fused checksum node, onto
-/// the edge), then hashes as many of `payloads` with XXH3 directly and times
-/// that: the same thread, the same moment, the same sizes, so the machine's
-/// drift (a quarter over seconds here) falls on both alike. `payloads` is a set
-/// of its own, as large as the node's, so that neither reads what the other
-/// has just read.
+/// times, for each batch, making its frames and emitting them (through the
+/// fused checksum node, onto the edge: the checksum stage's work), then hashes
+/// as many of `payloads` with XXH3 directly and times that: the same thread,
+/// the same moment, the same sizes, so the machine's drift (a quarter over
+/// seconds here) falls on all alike. `payloads` is a set of its own, as large
+/// as the node's, so that neither reads what the other has just read.
 final class InSituBaseline: Sendable {
   let payloads: [Payload]
-  /// Nanoseconds spent making and emitting batches, and hashing directly.
-  let nodeNanos = Atomic<Int>(0)
+  /// Nanoseconds spent making batches of frames (the source's work), emitting
+  /// them (the checksum stage's), and hashing directly.
+  let makeNanos = Atomic<Int>(0)
+  let stageNanos = Atomic<Int>(0)
   let directNanos = Atomic<Int>(0)
   /// The direct digests, folded: kept so the hashing cannot be optimized away.
   let digests = Atomic<UInt64>(0)
 
   init(payloads: [Payload]) { self.payloads = payloads }
 
-  /// The direct hashing's time over the node's, so far (1.0: the node adds
-  /// nothing to XXH3).
-  var ratio: Double {
-    Double(directNanos.load(ordering: .relaxed)) / Double(max(1, nodeNanos.load(ordering: .relaxed)))
+  /// What one run measured: `blockedNanos` is the time the source's thread
+  /// waited for room on its edge (inside emitting), from the edge's counters.
+  func ratios(blockedNanos: Int) -> (stage: Double, withSource: Double, waited: Double) {
+    let (make, stage, direct) = (load(makeNanos), load(stageNanos), load(directNanos))
+    return (
+      Double(direct) / Double(max(1, stage - blockedNanos)), Double(direct) / Double(max(1, make + stage)),
+      Double(blockedNanos) / Double(max(1, make + stage))
+    )
   }
+
+  private func load(_ nanos: borrowing Atomic<Int>) -> Int { nanos.load(ordering: .relaxed) }
 }
 
 /// The real stage factory (`NodeRuntime`) plus the harness's node types.
@@ -139,7 +147,7 @@ struct PremadeSource: StageBody {
     var next = 0  // the payload to send: counted round, not `index % payloads.count` (a division per frame)
     var batch = FrameBatch()
     var baselineNext = 0
-    var started = monotonicNanos()
+    var started = monotonicNanos()  // when making the current batch began
     for index in 0..<count {
       if context.isStopping { break }
       id += 1
@@ -152,8 +160,11 @@ struct PremadeSource: StageBody {
       next = next + 1 == payloads.count ? 0 : next + 1
       if batch.isFull || index == count - 1 {
         let frames = batch.count
+        let made = monotonicNanos()
         guard context.emit(&batch) else { return }
-        if let baseline { started = Self.hashDirectly(frames, baseline, from: &baselineNext, after: started) }
+        if let baseline {
+          started = Self.hashDirectly(frames, baseline, from: &baselineNext, started: started, made: made)
+        }
       }
     }
     guard context.emit(&batch) else { return }
@@ -161,11 +172,12 @@ struct PremadeSource: StageBody {
     context.emit(.seriesEnd(1, id: id + 1, frames: count))
   }
 
-  /// Counts the time since `started` as the node's, hashes `count` of the
+  /// Counts the time from `started` to `made` as making the batch, and from
+  /// `made` to now as emitting it (the checksum stage's); hashes `count` of the
   /// baseline's payloads (from `next` on) and counts that time as the direct
   /// hashing's. Returns when it finished.
   static func hashDirectly(
-    _ count: Int, _ baseline: InSituBaseline, from next: inout Int, after started: UInt64
+    _ count: Int, _ baseline: InSituBaseline, from next: inout Int, started: UInt64, made: UInt64
   )
     -> UInt64
   {
@@ -177,7 +189,8 @@ struct PremadeSource: StageBody {
       next = next + 1 == baseline.payloads.count ? 0 : next + 1
     }
     let hashed = monotonicNanos()
-    baseline.nodeNanos.add(Int(emitted - started), ordering: .relaxed)
+    baseline.makeNanos.add(Int(made - started), ordering: .relaxed)
+    baseline.stageNanos.add(Int(emitted - made), ordering: .relaxed)
     baseline.directNanos.add(Int(hashed - emitted), ordering: .relaxed)
     baseline.digests.store(baseline.digests.load(ordering: .relaxed) ^ digests, ordering: .relaxed)
     return hashed
