@@ -5,6 +5,25 @@ import Testing
 /// `FrameRing`, the queue under every edge: order, growth while wrapped around,
 /// removal from the middle, and that it gives back what it holds.
 @Suite struct FrameRingTests {
+  /// A ring of 8 slots whose front is at slot `front`, holding data frames
+  /// 0..<`frames`; each for which `counted` is true carries a payload that
+  /// counts on `released` when it is freed.
+  static func wrappedRing(front: Int, frames: Int, released: Counter, counted: (Int) -> Bool) -> FrameRing {
+    var ring = FrameRing(capacity: 8)
+    for index in 0..<front { ring.append(dataFrame(index)) }
+    for _ in 0..<front { _ = ring.popFirst() }
+    for index in 0..<frames {
+      var frame = dataFrame(index)
+      if counted(index) {
+        frame.parts = [
+          Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
+        ]
+      }
+      ring.append(frame)
+    }
+    return ring
+  }
+
   @Test func keepsOrderThroughWrapAroundAndGrowth() {
     var ring = FrameRing(capacity: 4)
     var expected: [Int] = []
@@ -51,18 +70,8 @@ import Testing
 
   @Test func updatesInPlaceDroppingWhatTheBodyRejects() {
     let released = Counter()
-    var ring = FrameRing(capacity: 8)
     // Wrapped around: the front is at slot 5 of 8 when the update runs.
-    for index in 0..<5 { ring.append(dataFrame(index)) }
-    for _ in 0..<5 { _ = ring.popFirst() }
-    for index in 0..<7 {
-      var frame = dataFrame(index)
-      if index % 2 == 1 {
-        let payload = Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
-        frame.parts = [payload]
-      }
-      ring.append(frame)
-    }
+    var ring = Self.wrappedRing(front: 5, frames: 7, released: released) { $0 % 2 == 1 }
     var seen: [Int] = []
     let tally = ring.update { frame in
       seen.append(frame.meta.frame)
@@ -82,16 +91,8 @@ import Testing
 
   @Test func movesEverythingOutInOrderWhileWrappedAround() {
     let released = Counter()
-    var ring = FrameRing(capacity: 8)
     // The front at slot 6 of 8: the seven frames lie in two runs, 2 then 5.
-    for index in 0..<6 { ring.append(dataFrame(index)) }
-    for _ in 0..<6 { _ = ring.popFirst() }
-    for index in 0..<7 {
-      var frame = dataFrame(index)
-      let payload = Payload(adopting: UnsafeRawBufferPointer(start: nil, count: 0)) { released.increment() }
-      frame.parts = [payload]
-      ring.append(frame)
-    }
+    var ring = Self.wrappedRing(front: 6, frames: 7, released: released) { _ in true }
     let target = UnsafeMutablePointer<Frame>.allocate(capacity: 7)
     defer { target.deallocate() }
     var runs: [Int] = []
