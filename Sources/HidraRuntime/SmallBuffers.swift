@@ -108,21 +108,23 @@ enum SmallBuffers {
 
   /// Free buffers of one thread, by class. Only its thread touches it.
   fileprivate final class ThreadCache {
-    private var free = [[UnsafeMutableRawPointer]](repeating: [], count: SmallBuffers.classes)
+    /// By class. Behind `ThreadOwned`: a `var` of the class was checked for
+    /// exclusive access on every take and give (about 80 instructions each).
+    private let free = ThreadOwned([[UnsafeMutableRawPointer]](repeating: [], count: SmallBuffers.classes))
 
     init() {
-      for index in 0..<SmallBuffers.classes { free[index].reserveCapacity(2 * SmallBuffers.batch) }
+      for index in 0..<SmallBuffers.classes { free.value[index].reserveCapacity(2 * SmallBuffers.batch) }
     }
 
-    @inline(__always) func pop(_ index: Int) -> UnsafeMutableRawPointer? { free[index].popLast() }
+    @inline(__always) func pop(_ index: Int) -> UnsafeMutableRawPointer? { free.value[index].popLast() }
     @inline(__always) func push(_ memory: UnsafeMutableRawPointer, _ index: Int) {
-      free[index].append(memory)
+      free.value[index].append(memory)
     }
-    @inline(__always) func count(_ index: Int) -> Int { free[index].count }
+    @inline(__always) func count(_ index: Int) -> Int { free.value[index].count }
 
     func popBatch(_ index: Int, _ count: Int) -> [UnsafeMutableRawPointer] {
-      let taken = Array(free[index].suffix(count))
-      free[index].removeLast(taken.count)
+      let taken = Array(free.value[index].suffix(count))
+      free.value[index].removeLast(taken.count)
       return taken
     }
 
