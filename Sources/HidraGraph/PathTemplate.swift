@@ -9,7 +9,50 @@ public struct PathTemplate: Sendable, Hashable {
     case field(name: String, width: Int, zeroPad: Bool)
   }
 
-  public var segments: [Segment]
+  public var segments: [Segment] {
+    didSet { pieces = Pieces(segments) }
+  }
+
+  /// `segments` as rendering reads them, kept in step with them.
+  private var pieces: Pieces
+
+  public init(segments: [Segment]) {
+    self.segments = segments
+    self.pieces = Pieces(segments)
+  }
+
+  // Equal and hashed by the segments (the pieces follow from them).
+  public static func == (lhs: PathTemplate, rhs: PathTemplate) -> Bool { lhs.segments == rhs.segments }
+  public func hash(into hasher: inout Hasher) { hasher.combine(segments) }
+
+  /// The segments as plain numbers over one array of the literals' bytes, so
+  /// that a render (once per frame, in a source) copies no string out of an
+  /// enum and counts no reference: walking `segments` itself retained and
+  /// released every literal and name, about a fifth of a render.
+  private struct Pieces: Sendable {
+    enum Piece {
+      case literal(start: Int, count: Int)
+      /// `position`: the field's place in `fields`.
+      case field(position: Int, width: Int, zeroPad: Bool)
+    }
+    var list: [Piece] = []
+    var literals: [UInt8] = []
+    /// Field names by position.
+    var names: [String] = []
+
+    init(_ segments: [Segment]) {
+      for segment in segments {
+        switch segment {
+        case .literal(let text):
+          list.append(.literal(start: literals.count, count: text.utf8.count))
+          literals += text.utf8
+        case .field(let name, let width, let zeroPad):
+          list.append(.field(position: names.count, width: width, zeroPad: zeroPad))
+          names.append(name)
+        }
+      }
+    }
+  }
 
   /// The field names the template uses, in order.
   public var fields: [String] {
@@ -125,15 +168,26 @@ public struct PathTemplate: Sendable, Hashable {
   /// so the result is assembled in a buffer on the stack and becomes one string:
   /// no string per number, per padding or per concatenation.
   public func render(_ value: (String) -> FieldValue) -> String {
+    let names = pieces.names
+    return renderByPosition { value(names[$0]) }
+  }
+
+  /// Fills the template, asking for each field by its position in `fields`: a
+  /// caller that resolved the names once (a source, for every frame) compares
+  /// no strings.
+  public func renderByPosition(_ value: (Int) -> FieldValue) -> String {
     let rendered = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.stackBytes) { buffer in
       var writer = ByteWriter(buffer: buffer)
-      for segment in segments {
-        switch segment {
-        case .literal(let text): writer.append(text)
-        case .field(let name, let width, let zeroPad):
-          switch value(name) {
-          case .integer(let number): writer.append(number, width: width, zeroPad: zeroPad)
-          case .text(let text): writer.append(text, width: width, zeroPad: zeroPad)
+      pieces.literals.withUnsafeBufferPointer { literals in
+        for piece in pieces.list {
+          switch piece {
+          case .literal(let start, let count):
+            writer.append(UnsafeBufferPointer(rebasing: literals[start..<(start + count)]))
+          case .field(let position, let width, let zeroPad):
+            switch value(position) {
+            case .integer(let number): writer.append(number, width: width, zeroPad: zeroPad)
+            case .text(let text): writer.append(text, width: width, zeroPad: zeroPad)
+            }
           }
         }
       }
@@ -145,14 +199,15 @@ public struct PathTemplate: Sendable, Hashable {
   /// Names longer than this are put together as strings.
   private static let stackBytes = 512
 
-  private func renderAsStrings(_ value: (String) -> FieldValue) -> String {
+  private func renderAsStrings(_ value: (Int) -> FieldValue) -> String {
     var output = ""
-    for segment in segments {
-      switch segment {
-      case .literal(let text): output += text
-      case .field(let name, let width, let zeroPad):
+    for piece in pieces.list {
+      switch piece {
+      case .literal(let start, let count):
+        output += String(decoding: pieces.literals[start..<(start + count)], as: UTF8.self)
+      case .field(let position, let width, let zeroPad):
         let text: String
-        switch value(name) {
+        switch value(position) {
         case .integer(let number): text = String(number)
         case .text(let string): text = string
         }
@@ -185,17 +240,19 @@ public struct PathTemplate: Sendable, Hashable {
       count += 1
     }
 
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+      guard let source = bytes.baseAddress else { return }
+      guard count + bytes.count <= buffer.count else {
+        overflowed = true
+        return
+      }
+      (buffer.baseAddress! + count).update(from: source, count: bytes.count)
+      count += bytes.count
+    }
+
     mutating func append(_ text: String) {
       var text = text
-      text.withUTF8 { bytes in
-        guard let source = bytes.baseAddress else { return }
-        guard count + bytes.count <= buffer.count else {
-          overflowed = true
-          return
-        }
-        (buffer.baseAddress! + count).update(from: source, count: bytes.count)
-        count += bytes.count
-      }
+      text.withUTF8 { append($0) }
     }
 
     mutating func append(_ text: String, width: Int, zeroPad: Bool) {
@@ -206,27 +263,33 @@ public struct PathTemplate: Sendable, Hashable {
       }
     }
 
-    /// A decimal number, padded as `padded` pads its text.
+    /// A decimal number, padded as `padded` pads its text, written in place.
     mutating func append(_ number: Int, width: Int, zeroPad: Bool) {
-      var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: any Int's digits
-      let length = withUnsafeMutableBytes(of: &digits) { bytes in
-        var magnitude = number.magnitude
-        var index = bytes.count
-        repeat {
-          index -= 1
-          bytes[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-          magnitude /= 10
-        } while magnitude > 0
-        return bytes.count - index
+      var magnitude = number.magnitude
+      var digits = 1
+      var rest = magnitude
+      while rest >= 10 {
+        rest /= 10
+        digits += 1
       }
       let negative = number < 0
-      let pad = max(0, width - length - (negative ? 1 : 0))
-      if negative && zeroPad { append(UInt8(ascii: "-")) }
-      for _ in 0..<pad { append(zeroPad ? UInt8(ascii: "0") : UInt8(ascii: " ")) }
-      if negative && !zeroPad { append(UInt8(ascii: "-")) }
-      withUnsafeBytes(of: &digits) { bytes in
-        for byte in bytes[(bytes.count - length)...] { append(byte) }
+      let pad = max(0, width - digits - (negative ? 1 : 0))
+      let total = pad + digits + (negative ? 1 : 0)
+      guard count + total <= buffer.count else {
+        overflowed = true
+        return
       }
+      var at = count
+      if negative && zeroPad { (buffer[at], at) = (UInt8(ascii: "-"), at + 1) }
+      for _ in 0..<pad { (buffer[at], at) = (zeroPad ? UInt8(ascii: "0") : UInt8(ascii: " "), at + 1) }
+      if negative && !zeroPad { (buffer[at], at) = (UInt8(ascii: "-"), at + 1) }
+      var end = at + digits
+      repeat {
+        end -= 1
+        buffer[end] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+        magnitude /= 10
+      } while magnitude > 0
+      count += total
     }
   }
 }

@@ -108,6 +108,26 @@ import Testing
     #expect(spaced.render { _ in "5" } == "   5|{x}")
   }
 
+  @Test func rendersByPositionInFields() throws {
+    var template = try PathTemplate.parse(
+      "{series}/{series}_{frame:06}.bin", allowed: fields, attributes: false
+    ).get()
+    var asked: [Int] = []
+    let rendered = template.renderByPosition { position -> PathTemplate.FieldValue in
+      asked.append(position)
+      return .integer([7, 8, 42][position])
+    }
+    #expect(rendered == "7/8_000042.bin")
+    #expect(asked == [0, 1, 2], "each field once, by its place in `fields`")
+    // What renders follows the segments when they change.
+    let before = template
+    template.segments.append(.literal(".gz"))
+    #expect(template.render { _ -> PathTemplate.FieldValue in .integer(1) } == "1/1_000001.bin.gz")
+    #expect(template != before)
+    template.segments.removeLast()
+    #expect(template == before && template.hashValue == before.hashValue)
+  }
+
   @Test(
     "numbers render as their text would, padded the same way",
     arguments: [0, 7, 42, 123_456, 9_999_999, -3, -42, Int.max, Int.min])

@@ -32,6 +32,36 @@ import Testing
     #expect(ids == ids.sorted() && Set(ids).count == ids.count, "ids increase")
   }
 
+  /// The documented layout, worked out here without `fill` or `verify`: the
+  /// pattern (SplitMix64 words, little-endian) with the series and frame
+  /// numbers XORed into the first 16 bytes, or into as many as there are.
+  @Test(arguments: [1000, 16, 10, 3])
+  func contentIsThePatternStampedWithSeriesAndFrame(size: Int) {
+    let content = GeneratedContent(seed: 42, size: size)
+    var state: UInt64 = 42
+    var expected: [UInt8] = []
+    while expected.count < size {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      z ^= z >> 31
+      expected += (0..<8).map { UInt8(truncatingIfNeeded: z >> (8 * $0)) }
+    }
+    expected.removeLast(expected.count - size)
+    #expect(content.pattern == expected)
+    let (series, frame) = (0x0102_0304_0506_0708, 0x1112_1314_1516_1718)
+    for index in 0..<min(16, size) {
+      let number = UInt64(index < 8 ? series : frame)
+      expected[index] ^= UInt8(truncatingIfNeeded: number >> (8 * UInt64(index % 8)))
+    }
+    var filled = [UInt8](repeating: 0, count: size)
+    filled.withUnsafeMutableBytes { content.fill($0, series: series, frame: frame) }
+    #expect(filled == expected)
+    let verified = filled.withUnsafeBytes { content.verify($0, series: series, frame: frame) }
+    #expect(verified)
+  }
+
   @Test func shapeGivesSizeAndMetadata() throws {
     let (recorder, _) = try Harness.run(
       """

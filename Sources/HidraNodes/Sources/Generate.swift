@@ -74,6 +74,9 @@ extension GenerateSource {
     let framesPerSeries: Int?
     let firstSeries: Int
     let name: PathTemplate
+    /// What each field of `name` is, by position: resolved once, not compared
+    /// by name for every frame.
+    let nameFields: [NameField]
     let content: GeneratedContent
     let attributes: [String: String]
     let graphName: String
@@ -98,6 +101,7 @@ extension GenerateSource {
       case .success(let parsed): name = parsed
       case .failure(let error): throw NodeSetupError("name template: \(error.message)")
       }
+      nameFields = name.fields.map { NameField(rawValue: $0) ?? .node }
       content = GeneratedContent(seed: UInt64(node["seed"]?.integer ?? 0), size: size)
       attributes = node["attributes"]?.record?.compactMapValues(\.string) ?? [:]
       graphName = graph.name
@@ -136,12 +140,12 @@ extension GenerateSource {
         }
         let payload = Payload(count: size) { content.fill($0, series: series, frame: inSeries) }
         id += 1
-        let frameName = name.render { field -> PathTemplate.FieldValue in
-          switch field {
-          case "series": return .integer(series)
-          case "frame": return .integer(inSeries)
-          case "graph": return .text(graphName)
-          default: return .text(nodeName)
+        let frameName = name.renderByPosition { position -> PathTemplate.FieldValue in
+          switch nameFields[position] {
+          case .series: return .integer(series)
+          case .frame: return .integer(inSeries)
+          case .graph: return .text(graphName)
+          case .node: return .text(nodeName)
           }
         }
         let meta = FrameMeta(
@@ -166,6 +170,11 @@ extension GenerateSource {
         batch.append(.seriesEnd(series, id: id, frames: inSeries))
       }
       context.emit(&batch)
+    }
+
+    /// The fields a frame's name may use (the template's parser allows no other).
+    enum NameField: String {
+      case series, frame, graph, node
     }
 
     static func sleep(until deadline: UInt64) {

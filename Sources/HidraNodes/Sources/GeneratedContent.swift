@@ -45,12 +45,21 @@ public struct GeneratedContent: Sendable {
     stamp(buffer, series: series, frame: frame)
   }
 
+  /// XORs the series and frame numbers into the first 16 bytes (fewer if the
+  /// buffer is shorter). Per frame: no array, no loop over bytes when all 16 fit.
   private func stamp(_ buffer: UnsafeMutableRawBufferPointer, series: Int, frame: Int) {
-    for (index, value) in [UInt64(truncatingIfNeeded: series), UInt64(truncatingIfNeeded: frame)].enumerated()
-    {
-      for byte in 0..<8 where index * 8 + byte < buffer.count {
-        buffer[index * 8 + byte] ^= UInt8(truncatingIfNeeded: value >> (8 * UInt64(byte)))
-      }
+    let values = (UInt64(truncatingIfNeeded: series), UInt64(truncatingIfNeeded: frame))
+    guard let base = buffer.baseAddress else { return }
+    if buffer.count >= 16 {
+      let first = base.loadUnaligned(fromByteOffset: 0, as: UInt64.self) ^ values.0.littleEndian
+      let second = base.loadUnaligned(fromByteOffset: 8, as: UInt64.self) ^ values.1.littleEndian
+      base.storeBytes(of: first, toByteOffset: 0, as: UInt64.self)
+      base.storeBytes(of: second, toByteOffset: 8, as: UInt64.self)
+      return
+    }
+    for byte in 0..<buffer.count {
+      let value = byte < 8 ? values.0 : values.1
+      buffer[byte] ^= UInt8(truncatingIfNeeded: value >> (8 * UInt64(byte % 8)))
     }
   }
 
