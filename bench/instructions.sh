@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per frame on each thread of the `hop` graph (premade -> count),
-# and on the hashing thread of `checksum` at 64 KiB (premade -> checksum ->
-# count, fused: XXH3 itself and time spent waiting for room left out), counted
+# on the hashing thread of `checksum` at 64 KiB (premade -> checksum -> count,
+# fused: XXH3 itself and time spent waiting for room left out), and on
+# `generate`'s thread at 4 KiB (throughput's graphs A and B; its waits left
+# out), counted
 # by valgrind's callgrind: the runtime's per-frame cost without the noise
 # of a shared machine. Timings drift 2-4x here; an instruction count of the same
 # build does not drift at all, so it shows a change of a few percent that no
@@ -32,10 +34,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/hidra-bench"
 strip -g "$work/hidra-bench"
-count() { # OUT ARGS...: run the benchmark under callgrind, one file per thread
+count() { # OUT [CALLGRIND-OPTIONS... --] ARGS...: run the benchmark under callgrind, one file per thread
   local out=$1
   shift
-  (cd "$work" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" \
+  local options=()
+  if printf '%s\n' "$@" | grep -qx -- '--'; then
+    while [ "$1" != "--" ]; do options+=("$1"); shift; done
+    shift
+  fi
+  (cd "$work" && valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "${options[@]}" \
     ./hidra-bench "$@" >/dev/null 2>valgrind.log) || {
     cat "$work/valgrind.log" >&2
     exit 1
@@ -49,6 +56,14 @@ top() { # FILE: the costliest functions, when TOP is set
 }
 count cg.out hop --quick --rounds=1
 count sum.out checksum --quick --rounds=1 --size=64KiB
+# generate's own thread at 4 KiB (graphs A and B of `throughput --quick`, 50,000
+# frames each): counted only inside its body, and not while it waits for room.
+# Its thread's file may also hold a raw baseline thread that ran before it.
+count gen.out --collect-atstart=no \
+  '--toggle-collect=$s10HidraNodes14GenerateSourceO4BodyV3runyy0A7Runtime12StageContextCKF' \
+  '--toggle-collect=*EdgeQueueC11waitForRoom*SendResultOSi_tF' \
+  -- throughput --quick --rounds=1 --size=4KiB
+generateFrames=100000
 
 # Each thread has its own file; the stage threads are told apart by their body.
 printf '%-16s %14s %16s\n' thread instructions "per frame"
@@ -69,3 +84,5 @@ for file in "$work"/sum.out-*; do
   printf '%-16s %14d %16.0f\n' "checksum source" "$total" "$(awk -v t="$total" -v f="$checksumFrames" 'BEGIN { print t / f }')"
   top "$file"
 done
+total=$(cat "$work"/gen.out-* | awk '/^summary:/ {sum += $2} END {print sum}')
+printf '%-16s %14d %16.0f\n' "generate 4 KiB" "$total" "$(awk -v t="$total" -v f="$generateFrames" 'BEGIN { print t / f }')"
