@@ -38,8 +38,10 @@ enum SmallBuffers {
   /// sizes this pool does not serve.
   static func take(_ count: Int) -> (UnsafeMutableRawPointer, Int)? {
     guard let (index, size) = sizeClass(count) else { return nil }
-    let cache = ThreadCache.current
-    if let memory = cache.pop(index) ?? refill(cache, index) { return (memory, size) }
+    let pooled = ThreadCache.current._withUnsafeGuaranteedRef { cache in
+      cache.pop(index) ?? refill(cache, index)
+    }
+    if let memory = pooled { return (memory, size) }
     // Room for the payload to start on a cache line (`BufferPool.slack`).
     guard let memory = malloc(size + BufferPool.slack) else {
       fatalError("out of memory allocating \(size) bytes")
@@ -53,9 +55,10 @@ enum SmallBuffers {
       free(memory)
       return
     }
-    let cache = ThreadCache.current
-    cache.push(memory, index)
-    if cache.count(index) >= 2 * batch { spill(cache, index) }
+    ThreadCache.current._withUnsafeGuaranteedRef { cache in
+      cache.push(memory, index)
+      if cache.count(index) >= 2 * batch { spill(cache, index) }
+    }
   }
 
   // MARK: - The depot
@@ -129,12 +132,12 @@ enum SmallBuffers {
     }
 
     /// This thread's cache, made on first use and retired when the thread ends.
-    static var current: ThreadCache {
-      if let existing = pthread_getspecific(key) {
-        return Unmanaged<ThreadCache>.fromOpaque(existing).takeUnretainedValue()
-      }
-      let cache = ThreadCache()
-      pthread_setspecific(key, Unmanaged.passRetained(cache).toOpaque())
+    /// Unmanaged: the thread-specific slot holds it, so a take or a give need
+    /// not retain and release it.
+    static var current: Unmanaged<ThreadCache> {
+      if let existing = pthread_getspecific(key) { return Unmanaged<ThreadCache>.fromOpaque(existing) }
+      let cache = Unmanaged.passRetained(ThreadCache())
+      pthread_setspecific(key, cache.toOpaque())
       return cache
     }
 

@@ -109,6 +109,11 @@ extension GenerateSource {
     }
 
     mutating func run(_ context: StageContext) throws {
+      // Local copies of what every frame reads: read through `self` (inout
+      // here) inside the loop's closures, each was retained and released per
+      // frame, five of each.
+      let (content, nameFields, graphName, nodeName) = (content, nameFields, graphName, nodeName)
+      let (shape, dtype, attributes) = (shape, dtype, attributes)
       let start = monotonicNanos()
       let end = duration.map { start + UInt64($0 * 1e9) }
       var id: UInt64 = 0
