@@ -160,7 +160,7 @@ struct PremadeSource: StageBody {
       next = next + 1 == payloads.count ? 0 : next + 1
       if batch.isFull || index == count - 1 {
         let frames = batch.count
-        let made = monotonicNanos()
+        let made = baseline == nil ? 0 : monotonicNanos()  // read only when measuring in situ
         guard context.emit(&batch) else { return }
         if let baseline {
           started = Self.hashDirectly(frames, baseline, from: &baselineNext, started: started, made: made)
