@@ -279,10 +279,22 @@ public struct PathTemplate: Sendable, Hashable {
         overflowed = true
         return
       }
+      // Sign and padding first: "-00042" with zeros, "   -42" with spaces.
       var at = count
-      if negative && zeroPad { (buffer[at], at) = (UInt8(ascii: "-"), at + 1) }
-      for _ in 0..<pad { (buffer[at], at) = (zeroPad ? UInt8(ascii: "0") : UInt8(ascii: " "), at + 1) }
-      if negative && !zeroPad { (buffer[at], at) = (UInt8(ascii: "-"), at + 1) }
+      let sign = UInt8(ascii: "-")
+      let padding = zeroPad ? UInt8(ascii: "0") : UInt8(ascii: " ")
+      if negative && zeroPad {
+        buffer[at] = sign
+        at += 1
+      }
+      for _ in 0..<pad {
+        buffer[at] = padding
+        at += 1
+      }
+      if negative && !zeroPad {
+        buffer[at] = sign
+        at += 1
+      }
       var end = at + digits
       repeat {
         end -= 1
