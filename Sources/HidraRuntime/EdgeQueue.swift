@@ -498,11 +498,10 @@ public final class EdgeQueue: @unchecked Sendable {
     return isFullBySeen(adding: size, bytesBound: bytesBound)
   }
 
+  /// A queue with no data frame always takes one, whatever its size.
   private func isFullBySeen(adding size: Int, bytesBound: UInt64) -> Bool {
-    let queued = producer.value.writtenData - producer.value.seenTakenData
-    guard queued > 0 else { return false }
-    return queued >= qos.bufferFrames
-      || UInt64(producer.value.writtenBytes - producer.value.seenTakenBytes + size) > bytesBound
+    producer.value.writtenData > producer.value.seenTakenData
+      && !fitsBySeen(dataFrames: 1, bytes: size, bytesBound: bytesBound)
   }
 
   /// Whether `dataFrames` more data frames of `bytes` in all fit without
